@@ -1,0 +1,271 @@
+//! Bearer tokens: the local signing key kept in the data dir, minting tokens for it
+//! (`entitlement-gateway token`), and verifying them into a [`Principal`] whose
+//! permissions the gRPC service checks.
+
+use std::{
+    fs,
+    io::{self, Write as _},
+    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Error;
+
+/// The permission that allows reading assignments.
+pub const READ_ALL: &str = "EntitlementManagement.Read.All";
+/// The permission that allows reading and writing assignments.
+pub const READ_WRITE_ALL: &str = "EntitlementManagement.ReadWrite.All";
+
+/// `iss` and `aud` of tokens signed with the local key.
+pub const LOCAL_ISSUER: &str = "entitlement-gateway";
+/// The audience local tokens are minted for and checked against.
+pub const LOCAL_AUDIENCE: &str = "entitlement-gateway";
+
+/// The message for a request without a bearer token (Graph's).
+pub const EMPTY_TOKEN: &str = "Access token is empty.";
+/// The message for a token that does not verify (Graph's). Why is only logged.
+pub const INVALID_TOKEN: &str = "Access token validation failure.";
+
+/// The file, in the data dir, that holds the local signing key.
+const KEY_FILE: &str = "signing-key";
+/// The allowed clock difference between the token's issuer and this service.
+const LEEWAY: Duration = Duration::from_secs(60);
+
+/// What an operation needs from its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+impl Access {
+    /// The least permission that grants this access, for messages.
+    pub const fn least_permission(self) -> &'static str {
+        match self {
+            Access::Read => READ_ALL,
+            Access::Write => READ_WRITE_ALL,
+        }
+    }
+}
+
+/// A verified caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub subject: Option<String>,
+    /// Delegated scopes (`scp`) and application roles (`roles`) together.
+    pub permissions: Vec<String>,
+}
+
+impl Principal {
+    /// Checks that the caller may do what `access` describes.
+    ///
+    /// # Errors
+    /// `PermissionDenied` naming the least permission that would do.
+    pub fn require(&self, access: Access) -> Result<(), Error> {
+        let granted = self.permissions.iter().any(|p| match access {
+            Access::Read => p == READ_ALL || p == READ_WRITE_ALL,
+            Access::Write => p == READ_WRITE_ALL,
+        });
+        if granted {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(access.least_permission()))
+        }
+    }
+}
+
+/// The local HMAC key: 32 random bytes, base64 in `DATA_DIR/signing-key`, mode 0600.
+#[derive(Clone)]
+pub struct SigningKey {
+    secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(..)")
+    }
+}
+
+impl SigningKey {
+    /// Reads the key from `data_dir`, creating the dir and a new key if needed.
+    ///
+    /// # Errors
+    /// When the dir or the file cannot be created or read, or the file is not a key.
+    pub fn load_or_create(data_dir: &Path) -> io::Result<Self> {
+        fs::create_dir_all(data_dir)?;
+        let path = data_dir.join(KEY_FILE);
+        match Self::read(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => return other,
+        }
+        let mut secret = vec![0u8; 32];
+        getrandom::fill(&mut secret).map_err(io::Error::other)?;
+        let created = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path);
+        match created {
+            Ok(mut file) => {
+                file.write_all(format!("{}\n", STANDARD.encode(&secret)).as_bytes())?;
+                file.sync_all()?;
+                tracing::info!(path = %path.display(), "created a new signing key");
+                Ok(Self { secret })
+            }
+            // Another process created it first: use theirs.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Self::read(&path),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read(path: &PathBuf) -> io::Result<Self> {
+        let text = fs::read_to_string(path)?;
+        let mode = fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the signing key is readable by others; chmod 600 it");
+        }
+        let secret = STANDARD
+            .decode(text.trim())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?;
+        if secret.len() < 32 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: the key must be at least 32 bytes", path.display()),
+            ));
+        }
+        Ok(Self { secret })
+    }
+
+    /// Mints a token for this key with the given permissions (as `scp`).
+    ///
+    /// # Errors
+    /// Only if signing fails, which it does not for HMAC keys.
+    pub fn issue(&self, subject: &str, scopes: &[String], ttl: Duration) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = IssuedClaims {
+            iss: LOCAL_ISSUER,
+            aud: LOCAL_AUDIENCE,
+            sub: subject,
+            iat: now,
+            nbf: now,
+            exp: now + ttl.as_secs(),
+            scp: scopes.join(" "),
+        };
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&self.secret),
+        )
+    }
+}
+
+#[derive(Serialize)]
+struct IssuedClaims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    sub: &'a str,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+    scp: String,
+}
+
+/// The claims read from a verified token (iss, aud, exp and nbf are checked by
+/// the validation itself).
+#[derive(Deserialize)]
+struct VerifiedClaims {
+    sub: Option<String>,
+    scp: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+/// Verifies bearer tokens.
+#[derive(Clone)]
+pub struct Authenticator {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl Authenticator {
+    /// Verifies tokens signed with the local key.
+    pub fn local(key: &SigningKey) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[LOCAL_ISSUER]);
+        validation.set_audience(&[LOCAL_AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY.as_secs();
+        Self {
+            key: DecodingKey::from_secret(&key.secret),
+            validation,
+        }
+    }
+
+    /// Verifies an `Authorization` header value (`Bearer <token>`).
+    ///
+    /// # Errors
+    /// `Unauthenticated` with Graph's message. Why verification failed is logged,
+    /// never returned; the token itself is never logged.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, Error> {
+        let Some(token) = authorization.and_then(bearer_token).filter(|t| !t.is_empty()) else {
+            return Err(Error::Unauthenticated(EMPTY_TOKEN));
+        };
+        let data = jsonwebtoken::decode::<VerifiedClaims>(token, &self.key, &self.validation).map_err(|e| {
+            tracing::warn!(reason = %e, "access token rejected");
+            Error::Unauthenticated(INVALID_TOKEN)
+        })?;
+        let claims = data.claims;
+        let mut permissions: Vec<String> = claims
+            .scp
+            .as_deref()
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        permissions.extend(claims.roles);
+        Ok(Principal {
+            subject: claims.sub,
+            permissions,
+        })
+    }
+}
+
+/// The token of a `Bearer` credential (the scheme is case-insensitive).
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_and_carry_their_scopes() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::load_or_create(dir.path()).unwrap();
+        let mode = fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = SigningKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(key.secret, again.secret);
+
+        let auth = Authenticator::local(&key);
+        let token = key.issue("alice", &[READ_ALL.to_owned()], Duration::from_secs(60)).unwrap();
+        let principal = auth.authenticate(Some(&format!("Bearer {token}"))).unwrap();
+        assert_eq!(principal.permissions, [READ_ALL]);
+        assert!(principal.require(Access::Read).is_ok());
+        assert!(matches!(principal.require(Access::Write), Err(Error::PermissionDenied(_))));
+
+        let other = SigningKey::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
+        assert!(Authenticator::local(&other).authenticate(Some(&format!("Bearer {token}"))).is_err());
+        assert!(auth.authenticate(None).is_err());
+        assert!(auth.authenticate(Some(&format!("Basic {token}"))).is_err());
+    }
+}

@@ -1,0 +1,86 @@
+//! The command line: `serve` (the default) and `token`. Every flag can also be set
+//! by an environment variable; the doc comments here are the `--help` text.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+/// Serves access package assignments over gRPC and as a Microsoft-Graph-shaped HTTP API.
+#[derive(Debug, Parser)]
+#[command(name = "entitlement-gateway", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The command to run: `serve` with its defaults when none was given.
+    pub fn command(self) -> Command {
+        self.command.unwrap_or_else(|| {
+            // Parsing an empty argument list applies every default and env var.
+            Command::Serve(ServeArgs::parse_from(["serve"]))
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC service and the Graph HTTP front (the default command).
+    Serve(ServeArgs),
+    /// Print a bearer token signed with the data dir's local key.
+    Token(TokenArgs),
+}
+
+/// The settings of `serve`.
+#[derive(Debug, Clone, Parser)]
+pub struct ServeArgs {
+    /// Address of the Graph-shaped HTTP API (port 0 picks a free port).
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Address of the gRPC service (port 0 picks a free port).
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+
+    /// Directory of the SQLite database and the local signing key; created on first start.
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Seconds the HTTP front waits for the gRPC service on each call (sent as grpc-timeout).
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_UPSTREAM_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub upstream_timeout_secs: u64,
+
+    /// Seconds in-flight requests get to finish after SIGINT/SIGTERM before the process exits.
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_SHUTDOWN_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl ServeArgs {
+    pub fn upstream_timeout(&self) -> Duration {
+        Duration::from_secs(self.upstream_timeout_secs)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+/// The settings of `token`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// Data directory whose signing key signs the token (a key is created if there is none).
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// A permission to grant, as the token's `scp`; repeat for several.
+    #[arg(long = "scope", default_value = crate::auth::READ_WRITE_ALL)]
+    pub scopes: Vec<String>,
+
+    /// Seconds the token stays valid.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub ttl: u64,
+
+    /// The token's subject (`sub`).
+    #[arg(long, default_value = "local-admin")]
+    pub subject: String,
+}

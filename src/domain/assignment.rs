@@ -1,0 +1,175 @@
+//! The access package assignment and its id.
+
+use std::{fmt, str::FromStr};
+
+use uuid::Uuid;
+
+use super::DateTimeOffset;
+
+/// The longest string property accepted, in characters (Unicode scalar values).
+pub const MAX_TEXT_CHARS: usize = 1024;
+
+/// The properties of `microsoft.graph.accessPackageAssignment`, in the order Graph
+/// writes them. The name is both the Graph JSON name and the proto3 JSON name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Property {
+    Id,
+    CatalogId,
+    AccessPackageId,
+    AssignmentPolicyId,
+    TargetId,
+    AssignmentStatus,
+    AssignmentState,
+    IsExtended,
+    ExpiredDateTime,
+}
+
+impl Property {
+    /// Every property, in Graph's order.
+    pub const ALL: [Property; 9] = [
+        Property::Id,
+        Property::CatalogId,
+        Property::AccessPackageId,
+        Property::AssignmentPolicyId,
+        Property::TargetId,
+        Property::AssignmentStatus,
+        Property::AssignmentState,
+        Property::IsExtended,
+        Property::ExpiredDateTime,
+    ];
+
+    /// The property's Graph (and proto3 JSON) name, e.g. `accessPackageId`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Property::Id => "id",
+            Property::CatalogId => "catalogId",
+            Property::AccessPackageId => "accessPackageId",
+            Property::AssignmentPolicyId => "assignmentPolicyId",
+            Property::TargetId => "targetId",
+            Property::AssignmentStatus => "assignmentStatus",
+            Property::AssignmentState => "assignmentState",
+            Property::IsExtended => "isExtended",
+            Property::ExpiredDateTime => "expiredDateTime",
+        }
+    }
+
+    /// The property with this Graph name, if there is one (names are case-sensitive,
+    /// as in OData).
+    pub fn from_name(name: &str) -> Option<Property> {
+        Property::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The property's EDM type name, for messages.
+    pub const fn edm_type(self) -> &'static str {
+        match self {
+            Property::IsExtended => "Edm.Boolean",
+            Property::ExpiredDateTime => "Edm.DateTimeOffset",
+            _ => "Edm.String",
+        }
+    }
+}
+
+impl fmt::Display for Property {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An assignment's id: a GUID, always written lower-case and hyphenated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AssignmentId(Uuid);
+
+impl AssignmentId {
+    /// A new random (version 4) id.
+    pub fn new_random() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+/// Why a string is not an assignment id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("it is not a GUID (expected 8-4-4-4-12 hexadecimal digits, e.g. e4383339-3339-e438-3933-38e4393338e4)")]
+pub struct InvalidId;
+
+impl FromStr for AssignmentId {
+    type Err = InvalidId;
+
+    /// Accepts only the hyphenated 36-character form, in either case.
+    fn from_str(text: &str) -> Result<Self, InvalidId> {
+        if text.len() != 36 {
+            return Err(InvalidId);
+        }
+        Uuid::try_parse(text).map(Self).map_err(|_| InvalidId)
+    }
+}
+
+impl fmt::Display for AssignmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+/// Checks a string property: at most [`MAX_TEXT_CHARS`] characters and no NUL
+/// (which not every storage backend can keep).
+///
+/// # Errors
+/// A description of what is wrong, for a field violation.
+pub fn check_text(text: &str) -> Result<(), String> {
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(format!("it is longer than {MAX_TEXT_CHARS} characters"));
+    }
+    if text.contains('\0') {
+        return Err("it contains the NUL character (U+0000), which is not allowed".to_owned());
+    }
+    Ok(())
+}
+
+/// A stored, valid access package assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub id: AssignmentId,
+    pub catalog_id: Option<String>,
+    pub access_package_id: String,
+    pub assignment_policy_id: String,
+    pub target_id: String,
+    pub assignment_status: Option<String>,
+    pub assignment_state: Option<String>,
+    pub is_extended: Option<bool>,
+    pub expired_date_time: Option<DateTimeOffset>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_hyphenated_guids_written_lower_case() {
+        let id: AssignmentId = "E4383339-3339-E438-3933-38E4393338E4".parse().unwrap();
+        assert_eq!(id.to_string(), "e4383339-3339-e438-3933-38e4393338e4");
+        for bad in [
+            "",
+            "e4383339333 9e438393338e4393338e4",
+            "e43833393339e438393338e4393338e4",
+            "{e4383339-3339-e438-3933-38e4393338e4}",
+            "e4383339-3339-e438-3933-38e4393338eg",
+        ] {
+            assert_eq!(bad.parse::<AssignmentId>(), Err(InvalidId), "{bad}");
+        }
+    }
+
+    #[test]
+    fn text_is_bounded_and_nul_free() {
+        assert!(check_text(&"é".repeat(MAX_TEXT_CHARS)).is_ok());
+        assert!(check_text(&"a".repeat(MAX_TEXT_CHARS + 1)).is_err());
+        assert!(check_text("a\0b").is_err());
+        assert!(check_text("\u{1F600}\u{200F}").is_ok());
+    }
+
+    #[test]
+    fn property_names_round_trip() {
+        for p in Property::ALL {
+            assert_eq!(Property::from_name(p.name()), Some(p));
+        }
+        assert_eq!(Property::from_name("AccessPackageId"), None);
+    }
+}

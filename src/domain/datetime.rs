@@ -1,0 +1,280 @@
+//! `DateTimeOffset`: an instant plus the UTC offset it was written with, parsed and
+//! formatted the way Microsoft Graph (ODataLib) does.
+
+use std::fmt;
+
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+
+/// The largest UTC offset accepted, in minutes (±14:00, as .NET's DateTimeOffset).
+pub const MAX_OFFSET_MINUTES: i32 = 14 * 60;
+
+/// Seconds since the Unix epoch of 0001-01-01T00:00:00Z, the first instant a
+/// `google.protobuf.Timestamp` (and a Graph DateTimeOffset) can hold.
+const MIN_SECONDS: i64 = -62_135_596_800;
+/// Seconds since the Unix epoch of 9999-12-31T23:59:59Z, the last whole second.
+const MAX_SECONDS: i64 = 253_402_300_799;
+
+/// A point in time with the UTC offset it was written with, at 100 ns precision.
+///
+/// Two values are equal when both the instant and the offset are equal, so
+/// `2017-01-01T00:03:03+03:00` and `2016-12-31T21:03:03Z` are different values
+/// (they format differently) although they name the same instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateTimeOffset {
+    seconds: i64,
+    nanos: u32,
+    offset_minutes: i32,
+}
+
+/// Why a date-time was refused. The `Display` text says what to fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DateTimeError {
+    #[error(
+        "it is not an RFC 3339 date-time (expected yyyy-MM-ddTHH:mm:ss[.fffffff] followed by Z or ±hh:mm)"
+    )]
+    Malformed,
+    #[error("it has no UTC offset (add Z or ±hh:mm)")]
+    MissingOffset,
+    #[error("it has more than 7 fractional digits (the precision is 100 ns)")]
+    TooPrecise,
+    #[error("it is not a valid calendar date or time of day")]
+    Impossible,
+    #[error("its UTC offset is outside ±14:00")]
+    OffsetOutOfRange,
+    #[error("it is outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59.9999999Z")]
+    OutOfRange,
+}
+
+impl DateTimeOffset {
+    /// Parses an RFC 3339 date-time with a mandatory offset (`Z` or `±hh:mm`) and at
+    /// most 7 fractional digits.
+    ///
+    /// # Errors
+    /// A [`DateTimeError`] saying what is wrong; nothing is truncated or guessed.
+    pub fn parse(text: &str) -> Result<Self, DateTimeError> {
+        let b = text.as_bytes();
+        // yyyy-MM-ddTHH:mm:ss is 19 bytes.
+        if b.len() < 19
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || !matches!(b[10], b'T' | b't')
+            || b[13] != b':'
+            || b[16] != b':'
+        {
+            return Err(DateTimeError::Malformed);
+        }
+        let year = digits(&b[0..4])?;
+        let month = digits(&b[5..7])?;
+        let day = digits(&b[8..10])?;
+        let hour = digits(&b[11..13])?;
+        let minute = digits(&b[14..16])?;
+        let second = digits(&b[17..19])?;
+
+        let mut rest = &b[19..];
+        let mut nanos = 0u32;
+        if let Some((b'.', fraction)) = rest.split_first() {
+            let len = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
+            if len == 0 {
+                return Err(DateTimeError::Malformed);
+            }
+            if len > 7 {
+                return Err(DateTimeError::TooPrecise);
+            }
+            nanos = digits(&fraction[..len])? * 10u32.pow(9 - len as u32);
+            rest = &fraction[len..];
+        }
+
+        let offset_minutes = match rest {
+            [] => return Err(DateTimeError::MissingOffset),
+            [b'Z' | b'z'] => 0,
+            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+                let hours = digits(&[*h1, *h2])? as i32;
+                let minutes = digits(&[*m1, *m2])? as i32;
+                if minutes > 59 {
+                    return Err(DateTimeError::Impossible);
+                }
+                let total = hours * 60 + minutes;
+                if total > MAX_OFFSET_MINUTES {
+                    return Err(DateTimeError::OffsetOutOfRange);
+                }
+                if *sign == b'-' { -total } else { total }
+            }
+            _ => return Err(DateTimeError::Malformed),
+        };
+
+        let month = u8::try_from(month)
+            .ok()
+            .and_then(|m| Month::try_from(m).ok())
+            .ok_or(DateTimeError::Impossible)?;
+        let date = Date::from_calendar_date(year as i32, month, day as u8)
+            .map_err(|_| DateTimeError::Impossible)?;
+        let time = Time::from_hms_nano(hour as u8, minute as u8, second as u8, nanos)
+            .map_err(|_| DateTimeError::Impossible)?;
+        let offset = UtcOffset::from_whole_seconds(offset_minutes * 60)
+            .map_err(|_| DateTimeError::OffsetOutOfRange)?;
+        let instant = PrimitiveDateTime::new(date, time).assume_offset(offset);
+        Self::from_parts(instant.unix_timestamp(), nanos, offset_minutes)
+    }
+
+    /// Builds a value from its parts: seconds and nanoseconds since the Unix epoch
+    /// (as in `google.protobuf.Timestamp`) and the offset in minutes east of UTC.
+    ///
+    /// # Errors
+    /// When the instant is out of range, the nanoseconds are not a multiple of 100,
+    /// or the offset is beyond ±14:00.
+    pub fn from_parts(seconds: i64, nanos: u32, offset_minutes: i32) -> Result<Self, DateTimeError> {
+        if offset_minutes.abs() > MAX_OFFSET_MINUTES {
+            return Err(DateTimeError::OffsetOutOfRange);
+        }
+        // As in .NET, both the UTC instant and the local time must be in range.
+        let local = seconds.saturating_add(i64::from(offset_minutes) * 60);
+        if !(MIN_SECONDS..=MAX_SECONDS).contains(&seconds) || !(MIN_SECONDS..=MAX_SECONDS).contains(&local) {
+            return Err(DateTimeError::OutOfRange);
+        }
+        if nanos >= 1_000_000_000 {
+            return Err(DateTimeError::Impossible);
+        }
+        if nanos % 100 != 0 {
+            return Err(DateTimeError::TooPrecise);
+        }
+        Ok(Self {
+            seconds,
+            nanos,
+            offset_minutes,
+        })
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn seconds(&self) -> i64 {
+        self.seconds
+    }
+
+    /// Nanoseconds within the second (a multiple of 100).
+    pub fn nanos(&self) -> u32 {
+        self.nanos
+    }
+
+    /// The offset it was written with, in minutes east of UTC.
+    pub fn offset_minutes(&self) -> i32 {
+        self.offset_minutes
+    }
+}
+
+/// Formats as ODataLib does: the local time at the kept offset, fractional digits
+/// trimmed of trailing zeros (none when zero), `Z` for a zero offset.
+impl fmt::Display for DateTimeOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Both conversions are infallible for values built by `from_parts`.
+        let offset = UtcOffset::from_whole_seconds(self.offset_minutes * 60).map_err(|_| fmt::Error)?;
+        let local = OffsetDateTime::from_unix_timestamp(self.seconds)
+            .map_err(|_| fmt::Error)?
+            .to_offset(offset);
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            local.year(),
+            u8::from(local.month()),
+            local.day(),
+            local.hour(),
+            local.minute(),
+            local.second()
+        )?;
+        if self.nanos != 0 {
+            let ticks = format!("{:07}", self.nanos / 100);
+            write!(f, ".{}", ticks.trim_end_matches('0'))?;
+        }
+        if self.offset_minutes == 0 {
+            f.write_str("Z")
+        } else {
+            let sign = if self.offset_minutes < 0 { '-' } else { '+' };
+            let abs = self.offset_minutes.abs();
+            write!(f, "{sign}{:02}:{:02}", abs / 60, abs % 60)
+        }
+    }
+}
+
+fn digits(bytes: &[u8]) -> Result<u32, DateTimeError> {
+    bytes.iter().try_fold(0u32, |acc, c| {
+        if c.is_ascii_digit() {
+            Ok(acc * 10 + u32::from(c - b'0'))
+        } else {
+            Err(DateTimeError::Malformed)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_graph_examples() {
+        for text in [
+            "2017-01-01T00:03:03.9221806+03:00",
+            "2019-04-25T23:45:40.42Z",
+            "2020-06-29T19:32:19.3546568Z",
+            "2020-06-23T18:43:24Z",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.9999999Z",
+            "2024-02-29T12:00:00-05:30",
+        ] {
+            assert_eq!(DateTimeOffset::parse(text).unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn keeps_the_instant_and_the_offset() {
+        let value = DateTimeOffset::parse("2017-01-01T00:03:03.9221806+03:00").unwrap();
+        assert_eq!(value.seconds(), 1_483_218_183); // 2016-12-31T21:03:03Z
+        assert_eq!(value.nanos(), 922_180_600);
+        assert_eq!(value.offset_minutes(), 180);
+    }
+
+    #[test]
+    fn normalises_like_odatalib() {
+        let cases = [
+            ("2021-05-01T10:00:00.000000+00:00", "2021-05-01T10:00:00Z"),
+            ("2021-05-01T10:00:00.120000+00:00", "2021-05-01T10:00:00.12Z"),
+            ("2021-05-01t10:00:00z", "2021-05-01T10:00:00Z"),
+        ];
+        for (input, output) in cases {
+            assert_eq!(DateTimeOffset::parse(input).unwrap().to_string(), output);
+        }
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_keep_exactly() {
+        use DateTimeError::*;
+        let cases = [
+            ("2017-01-01T00:03:03", MissingOffset),
+            ("2017-01-01T00:03:03.92218061Z", TooPrecise),
+            ("2017-02-30T00:00:00Z", Impossible),
+            ("2017-13-01T00:00:00Z", Impossible),
+            ("2017-01-01T24:00:00Z", Impossible),
+            ("2017-01-01T23:59:60Z", Impossible),
+            ("2017-01-01T00:00:00+15:00", OffsetOutOfRange),
+            ("2017-01-01T00:00:00+03:60", Impossible),
+            ("0000-12-31T23:00:00Z", OutOfRange),
+            ("0001-01-01T00:30:00+01:00", OutOfRange),
+            ("2017-01-01", Malformed),
+            ("2017-01-01 00:00:00Z", Malformed),
+            ("2017-01-01T00:00:00.Z", Malformed),
+            ("2017-01-01T00:00:00+0300", Malformed),
+            ("２017-01-01T00:00:00Z", Malformed),
+            ("", Malformed),
+        ];
+        for (input, error) in cases {
+            assert_eq!(DateTimeOffset::parse(input), Err(error), "{input}");
+        }
+    }
+
+    #[test]
+    fn from_parts_checks_precision_and_range() {
+        assert_eq!(DateTimeOffset::from_parts(0, 1, 0), Err(DateTimeError::TooPrecise));
+        assert_eq!(DateTimeOffset::from_parts(MAX_SECONDS + 1, 0, 0), Err(DateTimeError::OutOfRange));
+        assert_eq!(DateTimeOffset::from_parts(0, 0, 841), Err(DateTimeError::OffsetOutOfRange));
+        assert!(DateTimeOffset::from_parts(0, 100, -840).is_ok());
+        assert_eq!(DateTimeOffset::from_parts(MIN_SECONDS, 0, -60), Err(DateTimeError::OutOfRange));
+        assert_eq!(DateTimeOffset::from_parts(MAX_SECONDS, 0, 60), Err(DateTimeError::OutOfRange));
+    }
+}

@@ -1,0 +1,171 @@
+//! The tonic service `entitlement.v1.EntitlementManagement`: authenticates the caller,
+//! turns the proto request into a service call and the result back into proto. The
+//! one mapping of [`Error`] to `tonic::Status` (with google.rpc details) is here.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use prost_types::Timestamp;
+use tonic::{
+    Code, Request, Response, Status,
+    service::{Interceptor, interceptor::InterceptedService},
+};
+use tonic_types::{ErrorDetails, StatusExt as _};
+
+use crate::{
+    auth::{Access, Authenticator, Principal},
+    domain::{Assignment, Error},
+    proto::v1::{
+        AccessPackageAssignment, CreateAssignmentRequest, GetAssignmentRequest,
+        entitlement_management_server::{EntitlementManagement, EntitlementManagementServer},
+    },
+    service::{AssignmentService, NewAssignment},
+};
+
+/// The `domain` of every google.rpc.ErrorInfo this service sends.
+pub const ERROR_DOMAIN: &str = "entitlement-gateway";
+
+/// The gRPC face of the [`AssignmentService`].
+pub struct GrpcService {
+    service: AssignmentService,
+}
+
+/// The interceptor that authenticates every call before its message is decoded,
+/// leaving the [`Principal`] in the request's extensions.
+#[derive(Clone)]
+pub struct Authenticate(Arc<Authenticator>);
+
+impl Interceptor for Authenticate {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        let principal = self.0.authenticate(header)?;
+        request.extensions_mut().insert(principal);
+        Ok(request)
+    }
+}
+
+impl GrpcService {
+    /// The tonic server, behind the interceptor that verifies bearer tokens.
+    pub fn server(
+        service: AssignmentService,
+        authenticator: Arc<Authenticator>,
+    ) -> InterceptedService<EntitlementManagementServer<GrpcService>, Authenticate> {
+        InterceptedService::new(
+            EntitlementManagementServer::new(GrpcService { service }),
+            Authenticate(authenticator),
+        )
+    }
+}
+
+/// Checks that the authenticated caller may do `access`.
+fn authorize<T>(request: &Request<T>, access: Access) -> Result<(), Error> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .ok_or(Error::Unauthenticated(crate::auth::EMPTY_TOKEN))?
+        .require(access)
+}
+
+#[tonic::async_trait]
+impl EntitlementManagement for GrpcService {
+    async fn create_assignment(
+        &self,
+        request: Request<CreateAssignmentRequest>,
+    ) -> Result<Response<AccessPackageAssignment>, Status> {
+        authorize(&request, Access::Write)?;
+        let new = from_proto(request.into_inner().assignment.unwrap_or_default());
+        let created = self.service.create(new).await?;
+        Ok(Response::new(to_proto(&created)))
+    }
+
+    async fn get_assignment(
+        &self,
+        request: Request<GetAssignmentRequest>,
+    ) -> Result<Response<AccessPackageAssignment>, Status> {
+        authorize(&request, Access::Read)?;
+        let found = self.service.get(&request.get_ref().id).await?;
+        Ok(Response::new(to_proto(&found)))
+    }
+}
+
+fn from_proto(p: AccessPackageAssignment) -> NewAssignment {
+    NewAssignment {
+        id: p.id,
+        catalog_id: p.catalog_id,
+        access_package_id: p.access_package_id,
+        assignment_policy_id: p.assignment_policy_id,
+        target_id: p.target_id,
+        assignment_status: p.assignment_status,
+        assignment_state: p.assignment_state,
+        is_extended: p.is_extended,
+        expired_date_time: p.expired_date_time.map(|t| (t.seconds, t.nanos)),
+        expired_date_time_offset_minutes: p.expired_date_time_offset_minutes,
+    }
+}
+
+fn to_proto(a: &Assignment) -> AccessPackageAssignment {
+    AccessPackageAssignment {
+        id: Some(a.id.to_string()),
+        catalog_id: a.catalog_id.clone(),
+        access_package_id: Some(a.access_package_id.clone()),
+        assignment_policy_id: Some(a.assignment_policy_id.clone()),
+        target_id: Some(a.target_id.clone()),
+        assignment_status: a.assignment_status.clone(),
+        assignment_state: a.assignment_state.clone(),
+        is_extended: a.is_extended,
+        expired_date_time: a.expired_date_time.map(|e| Timestamp {
+            seconds: e.seconds(),
+            // Below 1e9 by construction.
+            nanos: e.nanos() as i32,
+        }),
+        expired_date_time_offset_minutes: a.expired_date_time.map(|e| e.offset_minutes()),
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Status {
+        let message = error.to_string();
+        let info = |details: &mut ErrorDetails, reason: &str, metadata: HashMap<String, String>| {
+            details.set_error_info(reason, ERROR_DOMAIN, metadata);
+        };
+        let mut details = ErrorDetails::new();
+        let code = match &error {
+            Error::InvalidArgument(violations) => {
+                for v in violations {
+                    details.add_bad_request_violation(v.field, &v.description);
+                }
+                info(&mut details, "INVALID_ARGUMENT", HashMap::new());
+                Code::InvalidArgument
+            }
+            Error::NotFound(id) => {
+                info(&mut details, "ASSIGNMENT_NOT_FOUND", HashMap::from([("id".to_owned(), id.clone())]));
+                Code::NotFound
+            }
+            Error::AlreadyExists(id) => {
+                info(&mut details, "ASSIGNMENT_ALREADY_EXISTS", HashMap::from([("id".to_owned(), id.to_string())]));
+                Code::AlreadyExists
+            }
+            Error::Unauthenticated(_) => {
+                info(&mut details, "INVALID_AUTHENTICATION_TOKEN", HashMap::new());
+                Code::Unauthenticated
+            }
+            Error::PermissionDenied(permission) => {
+                info(
+                    &mut details,
+                    "INSUFFICIENT_PERMISSIONS",
+                    HashMap::from([("permission".to_owned(), (*permission).to_owned())]),
+                );
+                Code::PermissionDenied
+            }
+            Error::Unavailable => {
+                info(&mut details, "STORE_UNAVAILABLE", HashMap::new());
+                details.set_retry_info(Some(Duration::from_secs(1)));
+                Code::Unavailable
+            }
+            Error::Internal => {
+                info(&mut details, "INTERNAL", HashMap::new());
+                Code::Internal
+            }
+        };
+        Status::with_error_details(code, message, details)
+    }
+}

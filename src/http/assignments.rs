@@ -1,0 +1,152 @@
+//! The handlers of the accessPackageAssignments collection: Graph JSON in, an
+//! upstream gRPC call, Graph JSON out.
+
+use axum::{
+    extract::{Path, State, rejection::{BytesRejection, PathRejection}},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+
+use super::{ApiError, AppState, COLLECTION, RequestContext, graph_json};
+use crate::{
+    auth,
+    domain::Error,
+    proto::v1::{AccessPackageAssignment, CreateAssignmentRequest, GetAssignmentRequest},
+};
+
+/// The content type of Graph's JSON answers.
+const GRAPH_JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
+
+/// `POST {prefix}/identityGovernance/entitlementManagement/accessPackageAssignments[/$ref]`
+pub async fn create(
+    State(state): State<AppState>,
+    axum::Extension(context): axum::Extension<RequestContext>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let metadata = upstream_metadata(&headers, &context)?;
+    require_json(&headers)?;
+    let body = body.map_err(|rejection| ApiError::from_body_rejection(&rejection))?;
+    let assignment = graph_json::parse_assignment(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+
+    let mut request = tonic::Request::from_parts(
+        metadata,
+        tonic::Extensions::default(),
+        CreateAssignmentRequest {
+            assignment: Some(assignment),
+        },
+    );
+    request.set_timeout(state.upstream_timeout);
+    let created = state
+        .upstream
+        .clone()
+        .create_assignment(request)
+        .await
+        .map_err(|status| ApiError::from_status(&status))?
+        .into_inner();
+
+    let collection_path = uri.path().trim_end_matches("/$ref");
+    let location = format!("{}{collection_path}/{}", origin(&headers), created.id.as_deref().unwrap_or_default());
+    let mut response = entity_response(StatusCode::CREATED, &created, None)?;
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// `GET {prefix}/identityGovernance/entitlementManagement/accessPackageAssignments/{id}`
+pub async fn get(
+    State(state): State<AppState>,
+    axum::Extension(context): axum::Extension<RequestContext>,
+    uri: Uri,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let metadata = upstream_metadata(&headers, &context)?;
+    let Path(id) = id.map_err(|_| ApiError::bad_request("The id in the URL is not valid percent-encoded UTF-8."))?;
+    let mut request = tonic::Request::from_parts(metadata, tonic::Extensions::default(), GetAssignmentRequest { id });
+    request.set_timeout(state.upstream_timeout);
+    let found = state
+        .upstream
+        .clone()
+        .get_assignment(request)
+        .await
+        .map_err(|status| ApiError::from_status(&status))?
+        .into_inner();
+
+    let prefix = uri.path().split(COLLECTION).next().unwrap_or_default();
+    let context_url = format!("{}{prefix}/$metadata#accessPackageAssignments/$entity", origin(&headers));
+    entity_response(StatusCode::OK, &found, Some(&context_url))
+}
+
+fn entity_response(
+    status: StatusCode,
+    assignment: &AccessPackageAssignment,
+    odata_context: Option<&str>,
+) -> Result<Response, ApiError> {
+    let body = graph_json::write_assignment(assignment, odata_context).map_err(|e| {
+        tracing::error!(error = %e, "the upstream answered an assignment that cannot be written as Graph JSON");
+        ApiError::internal()
+    })?;
+    Ok((status, [(header::CONTENT_TYPE, GRAPH_JSON)], body).into_response())
+}
+
+/// The metadata of the upstream call: the caller's bearer token and the request's
+/// ids. A request without a token is refused here, before its body is read; the
+/// token itself is verified by the service.
+fn upstream_metadata(headers: &HeaderMap, context: &RequestContext) -> Result<MetadataMap, ApiError> {
+    let unauthenticated = |message| ApiError::from_status(&Error::Unauthenticated(message).into());
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| auth::bearer_token(v).is_some_and(|t| !t.is_empty()))
+        .ok_or_else(|| unauthenticated(auth::EMPTY_TOKEN))?;
+    let mut metadata = MetadataMap::with_capacity(3);
+    let ascii = |text: &str| AsciiMetadataValue::try_from(text).ok();
+    metadata.insert(
+        "authorization",
+        ascii(authorization).ok_or_else(|| unauthenticated(auth::INVALID_TOKEN))?,
+    );
+    if let Some(value) = ascii(&context.request_id) {
+        metadata.insert("request-id", value);
+    }
+    if let Some(value) = ascii(context.client_request_id()) {
+        metadata.insert("client-request-id", value);
+    }
+    Ok(metadata)
+}
+
+/// Refuses a body that is not declared as UTF-8 JSON.
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(ApiError::unsupported_media_type)?;
+    let mut parts = content_type.split(';').map(str::trim);
+    let essence_ok = parts.next().is_some_and(|m| m.eq_ignore_ascii_case("application/json"));
+    let charset_ok = parts.all(|param| match param.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        }
+        _ => true,
+    });
+    if essence_ok && charset_ok {
+        Ok(())
+    } else {
+        Err(ApiError::unsupported_media_type())
+    }
+}
+
+/// `http://host` from the request's Host header, or "" (a path-only URL) when it
+/// has none or an invalid one.
+fn origin(headers: &HeaderMap) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|host| host.parse::<axum::http::uri::Authority>().ok())
+        .map(|authority| format!("http://{authority}"))
+        .unwrap_or_default()
+}

@@ -1,0 +1,144 @@
+//! The Graph-shaped HTTP front (axum). It is a gRPC *client* of the service: each
+//! request is translated into an `EntitlementManagement` call through a tonic
+//! [`Channel`], and the reply back into Graph JSON. No rule is enforced here that
+//! the service enforces.
+
+mod assignments;
+mod error;
+pub mod graph_json;
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request},
+    http::{HeaderName, HeaderValue, header},
+    middleware::{self, Next},
+    response::Response,
+    routing::{get, post},
+};
+use tonic::transport::Channel;
+use tower_http::trace::TraceLayer;
+use uuid::Uuid;
+
+pub use error::ApiError;
+
+use crate::proto::v1::entitlement_management_client::EntitlementManagementClient;
+
+/// The version prefixes the API answers on, "" included.
+pub const PREFIXES: [&str; 4] = ["", "/beta", "/v1.0", "/localtest"];
+/// The collection's path after the prefix.
+pub const COLLECTION: &str = "/identityGovernance/entitlementManagement/accessPackageAssignments";
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("client-request-id");
+const ODATA_VERSION: HeaderName = HeaderName::from_static("odata-version");
+/// The longest `client-request-id` echoed back; a longer one is replaced.
+const MAX_CLIENT_REQUEST_ID: usize = 128;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    upstream: EntitlementManagementClient<Channel>,
+    /// The deadline of each upstream call, sent as `grpc-timeout`.
+    upstream_timeout: Duration,
+}
+
+impl AppState {
+    pub fn new(channel: Channel, upstream_timeout: Duration) -> Self {
+        Self {
+            upstream: EntitlementManagementClient::new(channel),
+            upstream_timeout,
+        }
+    }
+}
+
+/// The ids of one HTTP request, for its response, its logs and its upstream call.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// A new GUID for every request.
+    pub request_id: String,
+    /// The caller's `client-request-id`, when it sent a usable one.
+    pub client_request_id: Option<String>,
+}
+
+impl RequestContext {
+    /// The `client-request-id` to answer with: the caller's, or the request-id.
+    pub fn client_request_id(&self) -> &str {
+        self.client_request_id.as_deref().unwrap_or(&self.request_id)
+    }
+}
+
+/// The HTTP application: routes for every prefix, Graph errors for everything else.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for prefix in PREFIXES {
+        let collection = format!("{prefix}{COLLECTION}");
+        router = router
+            .route(&collection, post(assignments::create))
+            .route(&format!("{collection}/$ref"), post(assignments::create))
+            .route(&format!("{collection}/{{id}}"), get(assignments::get));
+    }
+    router
+        .fallback(|| async { ApiError::from_http_status(axum::http::StatusCode::NOT_FOUND) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::from_http_status(axum::http::StatusCode::METHOD_NOT_ALLOWED)
+        })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            let context = request.extensions().get::<RequestContext>();
+            tracing::info_span!(
+                "http",
+                http.method = %request.method(),
+                http.path = request.uri().path(),
+                request.id = context.map(|c| c.request_id.as_str()),
+                client_request.id = context.and_then(|c| c.client_request_id.as_deref()),
+            )
+        }))
+        .layer(middleware::from_fn(request_context))
+}
+
+/// Gives each request its ids, renders any error as Graph's error body, and adds
+/// the headers Graph puts on every response.
+async fn request_context(mut request: Request, next: Next) -> Response {
+    let client_request_id = request
+        .headers()
+        .get(&CLIENT_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= MAX_CLIENT_REQUEST_ID)
+        .map(str::to_owned);
+    let context = RequestContext {
+        request_id: Uuid::new_v4().to_string(),
+        client_request_id,
+    };
+    request.extensions_mut().insert(context.clone());
+
+    let mut response = next.run(request).await;
+    if let Some(error) = response.extensions_mut().remove::<ApiError>() {
+        response = keep_allow(error.render(&context), response);
+    } else if response.status().is_client_error() || response.status().is_server_error() {
+        // An error from outside the handlers (a layer, axum itself): make it Graph's.
+        let error = ApiError::from_http_status(response.status());
+        response = keep_allow(error.render(&context), response);
+    }
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&context.request_id) {
+        headers.insert(REQUEST_ID, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(context.client_request_id()) {
+        headers.insert(CLIENT_REQUEST_ID, value);
+    }
+    headers.insert(ODATA_VERSION, HeaderValue::from_static("4.0"));
+    response
+}
+
+/// Carries the `Allow` header of a 405 over to the rendered error.
+fn keep_allow(mut rendered: Response, original: Response) -> Response {
+    if let Some(allow) = original.headers().get(header::ALLOW) {
+        rendered.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    rendered
+}

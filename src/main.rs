@@ -1,0 +1,42 @@
+//! The `entitlement-gateway` binary: parses the command line and hands over to the
+//! library.
+
+use std::{io::Write as _, process::ExitCode, time::Duration};
+
+use clap::Parser as _;
+use entitlement_gateway::{
+    Listeners,
+    auth::SigningKey,
+    config::{Cli, Command},
+    run, shutdown, telemetry,
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let result = match Cli::parse().command() {
+        Command::Serve(config) => {
+            telemetry::init();
+            serve(config).await
+        }
+        Command::Token(args) => token(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: entitlement_gateway::config::ServeArgs) -> anyhow::Result<()> {
+    let listeners = Listeners::bind(&config).await?;
+    run(config, listeners, shutdown::signal()).await
+}
+
+fn token(args: &entitlement_gateway::config::TokenArgs) -> anyhow::Result<()> {
+    let key = SigningKey::load_or_create(&args.data_dir)?;
+    let token = key.issue(&args.subject, &args.scopes, Duration::from_secs(args.ttl))?;
+    writeln!(std::io::stdout(), "{token}")?;
+    Ok(())
+}
