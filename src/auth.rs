@@ -129,9 +129,12 @@ impl SigningKey {
         if mode & 0o077 != 0 {
             tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the signing key is readable by others; chmod 600 it");
         }
-        let secret = STANDARD
-            .decode(text.trim())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?;
+        let secret = STANDARD.decode(text.trim()).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        })?;
         if secret.len() < 32 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -145,15 +148,34 @@ impl SigningKey {
     ///
     /// # Errors
     /// Only if signing fails, which it does not for HMAC keys.
-    pub fn issue(&self, subject: &str, scopes: &[String], ttl: Duration) -> Result<String, jsonwebtoken::errors::Error> {
-        let now = jsonwebtoken::get_current_timestamp();
+    pub fn issue(
+        &self,
+        subject: &str,
+        scopes: &[String],
+        ttl: Duration,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.issue_at(subject, scopes, jsonwebtoken::get_current_timestamp(), ttl)
+    }
+
+    /// Mints a token as [`SigningKey::issue`] would have at `issued_at` (seconds
+    /// since the Unix epoch).
+    ///
+    /// # Errors
+    /// Only if signing fails, which it does not for HMAC keys.
+    pub fn issue_at(
+        &self,
+        subject: &str,
+        scopes: &[String],
+        issued_at: u64,
+        ttl: Duration,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let claims = IssuedClaims {
             iss: LOCAL_ISSUER,
             aud: LOCAL_AUDIENCE,
             sub: subject,
-            iat: now,
-            nbf: now,
-            exp: now + ttl.as_secs(),
+            iat: issued_at,
+            nbf: issued_at,
+            exp: issued_at + ttl.as_secs(),
             scp: scopes.join(" "),
         };
         jsonwebtoken::encode(
@@ -213,13 +235,17 @@ impl Authenticator {
     /// `Unauthenticated` with Graph's message. Why verification failed is logged,
     /// never returned; the token itself is never logged.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, Error> {
-        let Some(token) = authorization.and_then(bearer_token).filter(|t| !t.is_empty()) else {
+        let Some(token) = authorization
+            .and_then(bearer_token)
+            .filter(|t| !t.is_empty())
+        else {
             return Err(Error::Unauthenticated(EMPTY_TOKEN));
         };
-        let data = jsonwebtoken::decode::<VerifiedClaims>(token, &self.key, &self.validation).map_err(|e| {
-            tracing::warn!(reason = %e, "access token rejected");
-            Error::Unauthenticated(INVALID_TOKEN)
-        })?;
+        let data = jsonwebtoken::decode::<VerifiedClaims>(token, &self.key, &self.validation)
+            .map_err(|e| {
+                tracing::warn!(reason = %e, "access token rejected");
+                Error::Unauthenticated(INVALID_TOKEN)
+            })?;
         let claims = data.claims;
         let mut permissions: Vec<String> = claims
             .scp
@@ -251,20 +277,32 @@ mod tests {
     fn tokens_verify_and_carry_their_scopes() {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::load_or_create(dir.path()).unwrap();
-        let mode = fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let again = SigningKey::load_or_create(dir.path()).unwrap();
         assert_eq!(key.secret, again.secret);
 
         let auth = Authenticator::local(&key);
-        let token = key.issue("alice", &[READ_ALL.to_owned()], Duration::from_secs(60)).unwrap();
+        let token = key
+            .issue("alice", &[READ_ALL.to_owned()], Duration::from_secs(60))
+            .unwrap();
         let principal = auth.authenticate(Some(&format!("Bearer {token}"))).unwrap();
         assert_eq!(principal.permissions, [READ_ALL]);
         assert!(principal.require(Access::Read).is_ok());
-        assert!(matches!(principal.require(Access::Write), Err(Error::PermissionDenied(_))));
+        assert!(matches!(
+            principal.require(Access::Write),
+            Err(Error::PermissionDenied(_))
+        ));
 
         let other = SigningKey::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
-        assert!(Authenticator::local(&other).authenticate(Some(&format!("Bearer {token}"))).is_err());
+        assert!(
+            Authenticator::local(&other)
+                .authenticate(Some(&format!("Bearer {token}")))
+                .is_err()
+        );
         assert!(auth.authenticate(None).is_err());
         assert!(auth.authenticate(Some(&format!("Basic {token}"))).is_err());
     }

@@ -35,11 +35,19 @@ pub enum Command {
 #[derive(Debug, Clone, Parser)]
 pub struct ServeArgs {
     /// Address of the Graph-shaped HTTP API (port 0 picks a free port).
-    #[arg(long, env = "ENTITLEMENT_GATEWAY_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "ENTITLEMENT_GATEWAY_HTTP_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
     pub http_addr: SocketAddr,
 
     /// Address of the gRPC service (port 0 picks a free port).
-    #[arg(long, env = "ENTITLEMENT_GATEWAY_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "ENTITLEMENT_GATEWAY_GRPC_ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
     pub grpc_addr: SocketAddr,
 
     /// Directory of the SQLite database and the local signing key; created on first start.

@@ -36,7 +36,10 @@ pub struct Authenticate(Arc<Authenticator>);
 
 impl Interceptor for Authenticate {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
         let principal = self.0.authenticate(header)?;
         request.extensions_mut().insert(principal);
         Ok(request)
@@ -137,11 +140,19 @@ impl From<Error> for Status {
                 Code::InvalidArgument
             }
             Error::NotFound(id) => {
-                info(&mut details, "ASSIGNMENT_NOT_FOUND", HashMap::from([("id".to_owned(), id.clone())]));
+                info(
+                    &mut details,
+                    "ASSIGNMENT_NOT_FOUND",
+                    HashMap::from([("id".to_owned(), id.clone())]),
+                );
                 Code::NotFound
             }
             Error::AlreadyExists(id) => {
-                info(&mut details, "ASSIGNMENT_ALREADY_EXISTS", HashMap::from([("id".to_owned(), id.to_string())]));
+                info(
+                    &mut details,
+                    "ASSIGNMENT_ALREADY_EXISTS",
+                    HashMap::from([("id".to_owned(), id.to_string())]),
+                );
                 Code::AlreadyExists
             }
             Error::Unauthenticated(_) => {

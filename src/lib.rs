@@ -87,8 +87,12 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let key = SigningKey::load_or_create(&config.data_dir)
-        .with_context(|| format!("cannot open the signing key in {}", config.data_dir.display()))?;
+    let key = SigningKey::load_or_create(&config.data_dir).with_context(|| {
+        format!(
+            "cannot open the signing key in {}",
+            config.data_dir.display()
+        )
+    })?;
     let database = config.data_dir.join(DATABASE_FILE);
     let store = SqliteStore::open(&database)
         .await
@@ -126,10 +130,12 @@ pub async fn run(
     let mut grpc_task: JoinHandle<anyhow::Result<()>> =
         tokio::spawn(async move { grpc_server.await.context("the gRPC server failed") });
 
-    let channel = Endpoint::from_shared(format!("http://{}", connectable(grpc_addr)))?.connect_lazy();
+    let channel =
+        Endpoint::from_shared(format!("http://{}", connectable(grpc_addr)))?.connect_lazy();
     let app = http::router(http::AppState::new(channel, config.upstream_timeout()));
     let http_stop = CancellationToken::new();
-    let http_server = axum::serve(listeners.http, app).with_graceful_shutdown(http_stop.clone().cancelled_owned());
+    let http_server = axum::serve(listeners.http, app)
+        .with_graceful_shutdown(http_stop.clone().cancelled_owned());
     let mut http_task: JoinHandle<anyhow::Result<()>> =
         tokio::spawn(async move { http_server.await.context("the HTTP server failed") });
 
@@ -143,7 +149,9 @@ pub async fn run(
     health
         .set_not_serving::<EntitlementManagementServer<GrpcService>>()
         .await;
-    health.set_service_status("", ServingStatus::NotServing).await;
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
     let deadline = tokio::time::Instant::now() + config.shutdown_timeout();
     http_stop.cancel();
     drain("HTTP", http_task, deadline).await;
@@ -161,7 +169,9 @@ async fn drain(name: &str, task: JoinHandle<anyhow::Result<()>>, deadline: tokio
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "{name} server failed while stopping"),
         Ok(Err(e)) => tracing::error!(error = %e, "{name} server task failed"),
         Err(_) => {
-            tracing::warn!("{name} requests still in flight at the shutdown deadline; abandoning them");
+            tracing::warn!(
+                "{name} requests still in flight at the shutdown deadline; abandoning them"
+            );
             abort.abort();
         }
     }
@@ -183,7 +193,9 @@ fn grpc_span(request: &axum::http::Request<()>) -> tracing::Span {
 /// reached on loopback).
 fn connectable(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        }
         ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
         _ => addr,
     }

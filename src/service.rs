@@ -5,7 +5,10 @@
 use std::sync::Arc;
 
 use crate::{
-    domain::{Assignment, AssignmentId, DateTimeError, DateTimeOffset, Error, FieldViolation, InvalidId, Property, check_text},
+    domain::{
+        Assignment, AssignmentId, DateTimeError, DateTimeOffset, Error, FieldViolation, InvalidId,
+        Property, check_text,
+    },
     storage::{Inserted, Store, StoreError},
 };
 
@@ -33,29 +36,37 @@ impl NewAssignment {
     /// Checks every rule and lists every violation at once.
     fn validate(self) -> Result<Assignment, Error> {
         let mut violations = Vec::new();
-        let mut text = |property: Property, value: Option<String>, required: bool| -> Option<String> {
-            match value {
-                None if required => {
-                    violations.push(FieldViolation::new(property.name(), "it is required"));
-                    None
-                }
-                Some(v) if required && v.is_empty() => {
-                    violations.push(FieldViolation::new(property.name(), "it is required and must not be empty"));
-                    None
-                }
-                Some(v) => match check_text(&v) {
-                    Ok(()) => Some(v),
-                    Err(why) => {
-                        violations.push(FieldViolation::new(property.name(), why));
+        let mut text =
+            |property: Property, value: Option<String>, required: bool| -> Option<String> {
+                match value {
+                    None if required => {
+                        violations.push(FieldViolation::new(property.name(), "it is required"));
                         None
                     }
-                },
-                None => None,
-            }
-        };
+                    Some(v) if required && v.is_empty() => {
+                        violations.push(FieldViolation::new(
+                            property.name(),
+                            "it is required and must not be empty",
+                        ));
+                        None
+                    }
+                    Some(v) => match check_text(&v) {
+                        Ok(()) => Some(v),
+                        Err(why) => {
+                            violations.push(FieldViolation::new(property.name(), why));
+                            None
+                        }
+                    },
+                    None => None,
+                }
+            };
         let catalog_id = text(Property::CatalogId, self.catalog_id, false);
         let access_package_id = text(Property::AccessPackageId, self.access_package_id, true);
-        let assignment_policy_id = text(Property::AssignmentPolicyId, self.assignment_policy_id, true);
+        let assignment_policy_id = text(
+            Property::AssignmentPolicyId,
+            self.assignment_policy_id,
+            true,
+        );
         let target_id = text(Property::TargetId, self.target_id, true);
         let assignment_status = text(Property::AssignmentStatus, self.assignment_status, false);
         let assignment_state = text(Property::AssignmentState, self.assignment_state, false);
@@ -71,20 +82,31 @@ impl NewAssignment {
             },
         };
 
-        let expired_date_time = match (self.expired_date_time, self.expired_date_time_offset_minutes) {
+        let expired_date_time = match (
+            self.expired_date_time,
+            self.expired_date_time_offset_minutes,
+        ) {
             (None, None) => None,
             (None, Some(_)) => {
-                violations.push(FieldViolation::new(OFFSET_FIELD, "it is set but expiredDateTime is not"));
+                violations.push(FieldViolation::new(
+                    OFFSET_FIELD,
+                    "it is set but expiredDateTime is not",
+                ));
                 None
             }
             (Some((seconds, nanos)), offset) => {
                 let parts = u32::try_from(nanos)
                     .map_err(|_| DateTimeError::Impossible)
-                    .and_then(|nanos| DateTimeOffset::from_parts(seconds, nanos, offset.unwrap_or(0)));
+                    .and_then(|nanos| {
+                        DateTimeOffset::from_parts(seconds, nanos, offset.unwrap_or(0))
+                    });
                 match parts {
                     Ok(value) => Some(value),
                     Err(why) => {
-                        violations.push(FieldViolation::new(Property::ExpiredDateTime.name(), why.to_string()));
+                        violations.push(FieldViolation::new(
+                            Property::ExpiredDateTime.name(),
+                            why.to_string(),
+                        ));
                         None
                     }
                 }
@@ -150,11 +172,12 @@ impl AssignmentService {
     /// assignment, `Unavailable`/`Internal` when storage fails.
     #[tracing::instrument(name = "service.get", skip_all, fields(assignment.id = id))]
     pub async fn get(&self, id: &str) -> Result<Assignment, Error> {
-        let parsed: AssignmentId = id
-            .parse()
-            .map_err(|why: InvalidId| {
-                Error::InvalidArgument(vec![FieldViolation::new(Property::Id.name(), why.to_string())])
-            })?;
+        let parsed: AssignmentId = id.parse().map_err(|why: InvalidId| {
+            Error::InvalidArgument(vec![FieldViolation::new(
+                Property::Id.name(),
+                why.to_string(),
+            )])
+        })?;
         self.store
             .get(&parsed)
             .await
@@ -224,7 +247,10 @@ mod tests {
             expired_date_time: Some((0, 50)),
             ..valid()
         };
-        assert_eq!(violations(new), ["catalogId", "targetId", "id", "expiredDateTime"]);
+        assert_eq!(
+            violations(new),
+            ["catalogId", "targetId", "id", "expiredDateTime"]
+        );
     }
 
     #[test]

@@ -88,7 +88,9 @@ impl AssignmentId {
 
 /// Why a string is not an assignment id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("it is not a GUID (expected 8-4-4-4-12 hexadecimal digits, e.g. e4383339-3339-e438-3933-38e4393338e4)")]
+#[error(
+    "it is not a GUID (expected 8-4-4-4-12 hexadecimal digits, e.g. e4383339-3339-e438-3933-38e4393338e4)"
+)]
 pub struct InvalidId;
 
 impl FromStr for AssignmentId {

@@ -122,13 +122,19 @@ impl DateTimeOffset {
     /// # Errors
     /// When the instant is out of range, the nanoseconds are not a multiple of 100,
     /// or the offset is beyond ±14:00.
-    pub fn from_parts(seconds: i64, nanos: u32, offset_minutes: i32) -> Result<Self, DateTimeError> {
+    pub fn from_parts(
+        seconds: i64,
+        nanos: u32,
+        offset_minutes: i32,
+    ) -> Result<Self, DateTimeError> {
         if offset_minutes.abs() > MAX_OFFSET_MINUTES {
             return Err(DateTimeError::OffsetOutOfRange);
         }
         // As in .NET, both the UTC instant and the local time must be in range.
         let local = seconds.saturating_add(i64::from(offset_minutes) * 60);
-        if !(MIN_SECONDS..=MAX_SECONDS).contains(&seconds) || !(MIN_SECONDS..=MAX_SECONDS).contains(&local) {
+        if !(MIN_SECONDS..=MAX_SECONDS).contains(&seconds)
+            || !(MIN_SECONDS..=MAX_SECONDS).contains(&local)
+        {
             return Err(DateTimeError::OutOfRange);
         }
         if nanos >= 1_000_000_000 {
@@ -165,7 +171,8 @@ impl DateTimeOffset {
 impl fmt::Display for DateTimeOffset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Both conversions are infallible for values built by `from_parts`.
-        let offset = UtcOffset::from_whole_seconds(self.offset_minutes * 60).map_err(|_| fmt::Error)?;
+        let offset =
+            UtcOffset::from_whole_seconds(self.offset_minutes * 60).map_err(|_| fmt::Error)?;
         let local = OffsetDateTime::from_unix_timestamp(self.seconds)
             .map_err(|_| fmt::Error)?
             .to_offset(offset);
@@ -234,7 +241,10 @@ mod tests {
     fn normalises_like_odatalib() {
         let cases = [
             ("2021-05-01T10:00:00.000000+00:00", "2021-05-01T10:00:00Z"),
-            ("2021-05-01T10:00:00.120000+00:00", "2021-05-01T10:00:00.12Z"),
+            (
+                "2021-05-01T10:00:00.120000+00:00",
+                "2021-05-01T10:00:00.12Z",
+            ),
             ("2021-05-01t10:00:00z", "2021-05-01T10:00:00Z"),
         ];
         for (input, output) in cases {
@@ -270,11 +280,26 @@ mod tests {
 
     #[test]
     fn from_parts_checks_precision_and_range() {
-        assert_eq!(DateTimeOffset::from_parts(0, 1, 0), Err(DateTimeError::TooPrecise));
-        assert_eq!(DateTimeOffset::from_parts(MAX_SECONDS + 1, 0, 0), Err(DateTimeError::OutOfRange));
-        assert_eq!(DateTimeOffset::from_parts(0, 0, 841), Err(DateTimeError::OffsetOutOfRange));
+        assert_eq!(
+            DateTimeOffset::from_parts(0, 1, 0),
+            Err(DateTimeError::TooPrecise)
+        );
+        assert_eq!(
+            DateTimeOffset::from_parts(MAX_SECONDS + 1, 0, 0),
+            Err(DateTimeError::OutOfRange)
+        );
+        assert_eq!(
+            DateTimeOffset::from_parts(0, 0, 841),
+            Err(DateTimeError::OffsetOutOfRange)
+        );
         assert!(DateTimeOffset::from_parts(0, 100, -840).is_ok());
-        assert_eq!(DateTimeOffset::from_parts(MIN_SECONDS, 0, -60), Err(DateTimeError::OutOfRange));
-        assert_eq!(DateTimeOffset::from_parts(MAX_SECONDS, 0, 60), Err(DateTimeError::OutOfRange));
+        assert_eq!(
+            DateTimeOffset::from_parts(MIN_SECONDS, 0, -60),
+            Err(DateTimeError::OutOfRange)
+        );
+        assert_eq!(
+            DateTimeOffset::from_parts(MAX_SECONDS, 0, 60),
+            Err(DateTimeError::OutOfRange)
+        );
     }
 }

@@ -29,7 +29,9 @@ pub enum Error {
     InvalidArgument(Vec<FieldViolation>),
 
     /// No assignment has this id.
-    #[error("Resource '{0}' does not exist or one of its queried reference-property objects are not present.")]
+    #[error(
+        "Resource '{0}' does not exist or one of its queried reference-property objects are not present."
+    )]
     NotFound(String),
 
     /// The id is taken by an assignment with different content.
@@ -59,7 +61,12 @@ pub enum Error {
 fn invalid_message(violations: &[FieldViolation]) -> String {
     violations
         .iter()
-        .map(|v| format!("Invalid value for property '{}': {}.", v.field, v.description))
+        .map(|v| {
+            format!(
+                "Invalid value for property '{}': {}.",
+                v.field, v.description
+            )
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }

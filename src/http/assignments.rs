@@ -2,7 +2,10 @@
 //! upstream gRPC call, Graph JSON out.
 
 use axum::{
-    extract::{Path, State, rejection::{BytesRejection, PathRejection}},
+    extract::{
+        Path, State,
+        rejection::{BytesRejection, PathRejection},
+    },
     http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
@@ -30,7 +33,8 @@ pub async fn create(
     let metadata = upstream_metadata(&headers, &context)?;
     require_json(&headers)?;
     let body = body.map_err(|rejection| ApiError::from_body_rejection(&rejection))?;
-    let assignment = graph_json::parse_assignment(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let assignment =
+        graph_json::parse_assignment(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
 
     let mut request = tonic::Request::from_parts(
         metadata,
@@ -49,7 +53,11 @@ pub async fn create(
         .into_inner();
 
     let collection_path = uri.path().trim_end_matches("/$ref");
-    let location = format!("{}{collection_path}/{}", origin(&headers), created.id.as_deref().unwrap_or_default());
+    let location = format!(
+        "{}{collection_path}/{}",
+        origin(&headers),
+        created.id.as_deref().unwrap_or_default()
+    );
     let mut response = entity_response(StatusCode::CREATED, &created, None)?;
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
@@ -66,8 +74,14 @@ pub async fn get(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let metadata = upstream_metadata(&headers, &context)?;
-    let Path(id) = id.map_err(|_| ApiError::bad_request("The id in the URL is not valid percent-encoded UTF-8."))?;
-    let mut request = tonic::Request::from_parts(metadata, tonic::Extensions::default(), GetAssignmentRequest { id });
+    let Path(id) = id.map_err(|_| {
+        ApiError::bad_request("The id in the URL is not valid percent-encoded UTF-8.")
+    })?;
+    let mut request = tonic::Request::from_parts(
+        metadata,
+        tonic::Extensions::default(),
+        GetAssignmentRequest { id },
+    );
     request.set_timeout(state.upstream_timeout);
     let found = state
         .upstream
@@ -78,7 +92,10 @@ pub async fn get(
         .into_inner();
 
     let prefix = uri.path().split(COLLECTION).next().unwrap_or_default();
-    let context_url = format!("{}{prefix}/$metadata#accessPackageAssignments/$entity", origin(&headers));
+    let context_url = format!(
+        "{}{prefix}/$metadata#accessPackageAssignments/$entity",
+        origin(&headers)
+    );
     entity_response(StatusCode::OK, &found, Some(&context_url))
 }
 
@@ -97,7 +114,10 @@ fn entity_response(
 /// The metadata of the upstream call: the caller's bearer token and the request's
 /// ids. A request without a token is refused here, before its body is read; the
 /// token itself is verified by the service.
-fn upstream_metadata(headers: &HeaderMap, context: &RequestContext) -> Result<MetadataMap, ApiError> {
+fn upstream_metadata(
+    headers: &HeaderMap,
+    context: &RequestContext,
+) -> Result<MetadataMap, ApiError> {
     let unauthenticated = |message| ApiError::from_status(&Error::Unauthenticated(message).into());
     let authorization = headers
         .get(header::AUTHORIZATION)
@@ -126,7 +146,9 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .ok_or_else(ApiError::unsupported_media_type)?;
     let mut parts = content_type.split(';').map(str::trim);
-    let essence_ok = parts.next().is_some_and(|m| m.eq_ignore_ascii_case("application/json"));
+    let essence_ok = parts
+        .next()
+        .is_some_and(|m| m.eq_ignore_ascii_case("application/json"));
     let charset_ok = parts.all(|param| match param.split_once('=') {
         Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
             value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")

@@ -28,7 +28,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self {
             status,
             code,
@@ -114,7 +118,9 @@ impl ApiError {
     /// caller's mistakes pass through; anything else gets a generic message and is
     /// logged, since it may carry internals.
     pub fn from_status(status: &tonic::Status) -> Self {
-        let passed = |http: StatusCode, code: &'static str| Self::new(http, code, status.message().to_owned());
+        let passed = |http: StatusCode, code: &'static str| {
+            Self::new(http, code, status.message().to_owned())
+        };
         match status.code() {
             Code::InvalidArgument => passed(StatusCode::BAD_REQUEST, "BadRequest"),
             Code::Unauthenticated => passed(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken"),
@@ -143,7 +149,9 @@ impl ApiError {
     /// Writes the response, with the request's ids in the body and the headers.
     pub fn render(&self, context: &RequestContext) -> Response {
         let date = OffsetDateTime::now_utc()
-            .format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"))
+            .format(format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second]"
+            ))
             .unwrap_or_default();
         let body = GraphErrorBody {
             error: GraphError {
@@ -157,9 +165,16 @@ impl ApiError {
             },
         };
         let body = serde_json::to_vec(&body).unwrap_or_default();
-        let mut response = (self.status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
         if let Some(seconds) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response

@@ -51,8 +51,13 @@ pub enum JsonError {
         "A type named '{0}' could not be resolved by the model. When a model is available, each type name must resolve to a valid type: use '#microsoft.graph.accessPackageAssignment'."
     )]
     UnknownType(String),
-    #[error("Cannot convert the literal '{literal}' to the expected type 'Edm.DateTimeOffset' of property 'expiredDateTime': {reason}.")]
-    BadDateTime { literal: String, reason: DateTimeError },
+    #[error(
+        "Cannot convert the literal '{literal}' to the expected type 'Edm.DateTimeOffset' of property 'expiredDateTime': {reason}."
+    )]
+    BadDateTime {
+        literal: String,
+        reason: DateTimeError,
+    },
 }
 
 /// Reads a Graph JSON body into the protobuf message.
@@ -125,7 +130,10 @@ impl Serialize for GraphAssignment<'_> {
     }
 }
 
-fn date_time_offset(t: Timestamp, offset_minutes: Option<i32>) -> Result<DateTimeOffset, DateTimeError> {
+fn date_time_offset(
+    t: Timestamp,
+    offset_minutes: Option<i32>,
+) -> Result<DateTimeOffset, DateTimeError> {
     let nanos = u32::try_from(t.nanos).map_err(|_| DateTimeError::Impossible)?;
     DateTimeOffset::from_parts(t.seconds, nanos, offset_minutes.unwrap_or(0))
 }
@@ -234,7 +242,8 @@ impl<'de> Visitor<'de> for AssignmentSeed<'_> {
             seen |= bit;
             match property {
                 None if key == "@odata.type" => {
-                    let value = map.next_value_seed(ValueSeed::<String>::new("@odata.type", self.error))?;
+                    let value =
+                        map.next_value_seed(ValueSeed::<String>::new("@odata.type", self.error))?;
                     match value.as_deref() {
                         Some(ODATA_TYPE | TYPE_NAME) => {}
                         other => {
@@ -249,7 +258,10 @@ impl<'de> Visitor<'de> for AssignmentSeed<'_> {
                     map.next_value::<IgnoredAny>()?;
                 }
                 Some(Property::IsExtended) => {
-                    out.is_extended = map.next_value_seed(ValueSeed::<bool>::new(Property::IsExtended.name(), self.error))?;
+                    out.is_extended = map.next_value_seed(ValueSeed::<bool>::new(
+                        Property::IsExtended.name(),
+                        self.error,
+                    ))?;
                 }
                 Some(Property::ExpiredDateTime) => {
                     let name = Property::ExpiredDateTime.name();
@@ -265,13 +277,17 @@ impl<'de> Visitor<'de> for AssignmentSeed<'_> {
                             }
                             Err(reason) => {
                                 let literal = quote(&text);
-                                return fail(self.error, JsonError::BadDateTime { literal, reason });
+                                return fail(
+                                    self.error,
+                                    JsonError::BadDateTime { literal, reason },
+                                );
                             }
                         }
                     }
                 }
                 Some(p) => {
-                    *text_field_mut(&mut out, p) = map.next_value_seed(ValueSeed::<String>::new(p.name(), self.error))?;
+                    *text_field_mut(&mut out, p) =
+                        map.next_value_seed(ValueSeed::<String>::new(p.name(), self.error))?;
                 }
             }
         }
@@ -324,7 +340,11 @@ impl Primitive for bool {
 
 impl<T: Primitive> ValueSeed<'_, T> {
     fn wrong<V, E: de::Error>(&self, found: String) -> Result<V, E> {
-        let edm_type = if self.property == "@odata.type" { "Edm.String" } else { T::EDM_TYPE };
+        let edm_type = if self.property == "@odata.type" {
+            "Edm.String"
+        } else {
+            T::EDM_TYPE
+        };
         fail(
             self.error,
             JsonError::WrongType {
@@ -411,7 +431,8 @@ mod tests {
         let mut parsed = parse_assignment(SEED_REQUEST.as_bytes()).unwrap();
         assert_eq!(parsed.expired_date_time_offset_minutes, Some(180));
         parsed.id = Some("e4383339-3339-e438-3933-38e4393338e4".into());
-        let written: serde_json::Value = serde_json::from_slice(&write_assignment(&parsed, None).unwrap()).unwrap();
+        let written: serde_json::Value =
+            serde_json::from_slice(&write_assignment(&parsed, None).unwrap()).unwrap();
         let mut expected: serde_json::Value = serde_json::from_str(SEED_REQUEST).unwrap();
         expected["id"] = "e4383339-3339-e438-3933-38e4393338e4".into();
         assert_eq!(written, expected);
@@ -428,7 +449,9 @@ mod tests {
 
     #[test]
     fn nulls_and_escaped_keys_are_read() {
-        let parsed = parse_assignment(br#"{"catalogId": null, "target\u0049d": "t", "isExtended": null}"#).unwrap();
+        let parsed =
+            parse_assignment(br#"{"catalogId": null, "target\u0049d": "t", "isExtended": null}"#)
+                .unwrap();
         assert_eq!(parsed.catalog_id, None);
         assert_eq!(parsed.target_id.as_deref(), Some("t"));
         assert_eq!(parsed.is_extended, None);
@@ -436,33 +459,97 @@ mod tests {
 
     #[test]
     fn refuses_what_odatalib_refuses() {
-        let cases: &[(&str, fn(&JsonError) -> bool)] = &[
+        type Check = fn(&JsonError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("", |e| matches!(e, JsonError::Malformed(_))),
             ("{", |e| matches!(e, JsonError::Malformed(_))),
             ("{} {}", |e| matches!(e, JsonError::Malformed(_))),
             ("[]", |e| *e == JsonError::NotAnObject),
             ("\"x\"", |e| *e == JsonError::NotAnObject),
             ("null", |e| *e == JsonError::NotAnObject),
-            (r#"{"foo": 1}"#, |e| *e == JsonError::UnknownProperty("foo".into())),
-            (r#"{"CatalogId": "x"}"#, |e| *e == JsonError::UnknownProperty("CatalogId".into())),
-            (r#"{"targetId": "a", "targetId": "a"}"#, |e| *e == JsonError::DuplicateProperty("targetId".into())),
-            (r#"{"isExtended": "true"}"#, |e| matches!(e, JsonError::WrongType { property: "isExtended", .. })),
-            (r#"{"isExtended": 0}"#, |e| e.to_string().contains("the literal '0'") && e.to_string().contains("Edm.Boolean")),
-            (r#"{"targetId": 5}"#, |e| matches!(e, JsonError::WrongType { property: "targetId", .. })),
-            (r#"{"targetId": ["a"]}"#, |e| matches!(e, JsonError::WrongType { property: "targetId", .. })),
-            (r#"{"targetId": {"a": 1}}"#, |e| matches!(e, JsonError::WrongType { property: "targetId", .. })),
-            (r##"{"@odata.type": "#microsoft.graph.user"}"##, |e| matches!(e, JsonError::UnknownType(_))),
-            (r#"{"@odata.type": null}"#, |e| matches!(e, JsonError::UnknownType(_))),
-            (r#"{"expiredDateTime": "2017-01-01T00:03:03"}"#, |e| {
-                matches!(e, JsonError::BadDateTime { reason: DateTimeError::MissingOffset, .. })
+            (r#"{"foo": 1}"#, |e| {
+                *e == JsonError::UnknownProperty("foo".into())
             }),
-            (r#"{"expiredDateTime": 1}"#, |e| matches!(e, JsonError::WrongType { property: "expiredDateTime", .. })),
-            (r#"{"targetId": "\ud800"}"#, |e| matches!(e, JsonError::Malformed(_))),
+            (r#"{"CatalogId": "x"}"#, |e| {
+                *e == JsonError::UnknownProperty("CatalogId".into())
+            }),
+            (r#"{"targetId": "a", "targetId": "a"}"#, |e| {
+                *e == JsonError::DuplicateProperty("targetId".into())
+            }),
+            (r#"{"isExtended": "true"}"#, |e| {
+                matches!(
+                    e,
+                    JsonError::WrongType {
+                        property: "isExtended",
+                        ..
+                    }
+                )
+            }),
+            (r#"{"isExtended": 0}"#, |e| {
+                e.to_string().contains("the literal '0'") && e.to_string().contains("Edm.Boolean")
+            }),
+            (r#"{"targetId": 5}"#, |e| {
+                matches!(
+                    e,
+                    JsonError::WrongType {
+                        property: "targetId",
+                        ..
+                    }
+                )
+            }),
+            (r#"{"targetId": ["a"]}"#, |e| {
+                matches!(
+                    e,
+                    JsonError::WrongType {
+                        property: "targetId",
+                        ..
+                    }
+                )
+            }),
+            (r#"{"targetId": {"a": 1}}"#, |e| {
+                matches!(
+                    e,
+                    JsonError::WrongType {
+                        property: "targetId",
+                        ..
+                    }
+                )
+            }),
+            (r##"{"@odata.type": "#microsoft.graph.user"}"##, |e| {
+                matches!(e, JsonError::UnknownType(_))
+            }),
+            (r#"{"@odata.type": null}"#, |e| {
+                matches!(e, JsonError::UnknownType(_))
+            }),
+            (r#"{"expiredDateTime": "2017-01-01T00:03:03"}"#, |e| {
+                matches!(
+                    e,
+                    JsonError::BadDateTime {
+                        reason: DateTimeError::MissingOffset,
+                        ..
+                    }
+                )
+            }),
+            (r#"{"expiredDateTime": 1}"#, |e| {
+                matches!(
+                    e,
+                    JsonError::WrongType {
+                        property: "expiredDateTime",
+                        ..
+                    }
+                )
+            }),
+            (r#"{"targetId": "\ud800"}"#, |e| {
+                matches!(e, JsonError::Malformed(_))
+            }),
         ];
         for (body, check) in cases {
             let error = parse_assignment(body.as_bytes()).unwrap_err();
             assert!(check(&error), "{body}: {error:?}");
         }
-        assert!(matches!(parse_assignment(b"{\"targetId\": \"\xff\"}"), Err(JsonError::Malformed(_))));
+        assert!(matches!(
+            parse_assignment(b"{\"targetId\": \"\xff\"}"),
+            Err(JsonError::Malformed(_))
+        ));
     }
 }

