@@ -144,6 +144,16 @@ impl SigningKey {
         Ok(Self { secret })
     }
 
+    /// A secret for another purpose (`label`), derived from this key so that every
+    /// instance sharing the key shares it too; the key itself is never reused.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        use hmac::Mac as _;
+        let mut mac = <hmac::Hmac<sha2::Sha256>>::new_from_slice(&self.secret)
+            .expect("HMAC takes any key size");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Mints a token for this key with the given permissions (as `scp`).
     ///
     /// # Errors

@@ -13,12 +13,13 @@ use tonic_types::{ErrorDetails, StatusExt as _};
 
 use crate::{
     auth::{Access, Authenticator, Principal},
-    domain::{Assignment, Error},
+    domain::{Assignment, Error, Property, Selection},
     proto::v1::{
-        AccessPackageAssignment, CreateAssignmentRequest, GetAssignmentRequest,
+        AccessPackageAssignment, CreateAssignmentRequest, DeleteAssignmentRequest,
+        GetAssignmentRequest, ListAssignmentsRequest, ListAssignmentsResponse,
         entitlement_management_server::{EntitlementManagement, EntitlementManagementServer},
     },
-    service::{AssignmentService, NewAssignment},
+    service::{AssignmentService, ListRequest, NewAssignment},
 };
 
 /// The `domain` of every google.rpc.ErrorInfo this service sends.
@@ -88,6 +89,67 @@ impl EntitlementManagement for GrpcService {
         let found = self.service.get(&request.get_ref().id).await?;
         Ok(Response::new(to_proto(&found)))
     }
+
+    async fn list_assignments(
+        &self,
+        request: Request<ListAssignmentsRequest>,
+    ) -> Result<Response<ListAssignmentsResponse>, Status> {
+        authorize(&request, Access::Read)?;
+        let r = request.into_inner();
+        let page = self
+            .service
+            .list(ListRequest {
+                page_size: r.page_size,
+                page_token: r.page_token,
+                filter: r.filter,
+                select: r.select.map(|mask| mask.paths).unwrap_or_default(),
+                order_by: r.order_by,
+                include_total_count: r.include_total_count,
+            })
+            .await?;
+        Ok(Response::new(ListAssignmentsResponse {
+            assignments: page
+                .items
+                .iter()
+                .map(|a| select(to_proto(a), page.selection))
+                .collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+            total_count: page.total.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        }))
+    }
+
+    async fn delete_assignment(
+        &self,
+        request: Request<DeleteAssignmentRequest>,
+    ) -> Result<Response<()>, Status> {
+        authorize(&request, Access::Write)?;
+        self.service.delete(&request.get_ref().id).await?;
+        Ok(Response::new(()))
+    }
+}
+
+/// Clears the fields a selection leaves out.
+fn select(mut p: AccessPackageAssignment, selection: Selection) -> AccessPackageAssignment {
+    for property in Property::ALL {
+        if selection.contains(property) {
+            continue;
+        }
+        match property {
+            Property::Id => p.id = None,
+            Property::CatalogId => p.catalog_id = None,
+            Property::AccessPackageId => p.access_package_id = None,
+            Property::AssignmentPolicyId => p.assignment_policy_id = None,
+            Property::TargetId => p.target_id = None,
+            Property::AssignmentStatus => p.assignment_status = None,
+            Property::AssignmentState => p.assignment_state = None,
+            Property::IsExtended => p.is_extended = None,
+            Property::ExpiredDateTime => {
+                p.expired_date_time = None;
+                p.expired_date_time_offset_minutes = None;
+            }
+        }
+    }
+    p
 }
 
 fn from_proto(p: AccessPackageAssignment) -> NewAssignment {
@@ -120,7 +182,11 @@ fn to_proto(a: &Assignment) -> AccessPackageAssignment {
             // Below 1e9 by construction.
             nanos: e.nanos() as i32,
         }),
-        expired_date_time_offset_minutes: a.expired_date_time.map(|e| e.offset_minutes()),
+        // Absent means UTC, as the caller may have sent it.
+        expired_date_time_offset_minutes: a
+            .expired_date_time
+            .map(|e| e.offset_minutes())
+            .filter(|&m| m != 0),
     }
 }
 

@@ -26,6 +26,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod http;
+pub mod paging;
 pub mod proto;
 pub mod service;
 pub mod shutdown;
@@ -97,7 +98,8 @@ pub async fn run(
     let store = SqliteStore::open(&database)
         .await
         .with_context(|| format!("cannot open the database {}", database.display()))?;
-    let service = AssignmentService::new(Arc::new(store));
+    let page_tokens = paging::PageTokens::new(key.derive("entitlement-gateway page tokens v1"));
+    let service = AssignmentService::new(Arc::new(store), page_tokens);
     let authenticator = Arc::new(Authenticator::local(&key));
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -108,6 +110,8 @@ pub async fn run(
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // So that reflection clients (grpcurl) can decode the google.rpc error details.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;

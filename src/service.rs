@@ -1,4 +1,4 @@
-//! The operations on assignments (create, get) over a [`Store`]. Every rule about
+//! The operations on assignments (create, get, list, delete) over a [`Store`]. Every rule about
 //! what a valid assignment is lives here, so gRPC and HTTP callers get the same
 //! answers.
 
@@ -7,10 +7,161 @@ use std::sync::Arc;
 use crate::{
     domain::{
         Assignment, AssignmentId, DateTimeError, DateTimeOffset, Error, FieldViolation, InvalidId,
-        Property, check_text,
+        Property, Selection, check_text, filter,
     },
-    storage::{Inserted, Store, StoreError},
+    paging::{self, PageTokens},
+    storage::{Cursor, Inserted, ListQuery, SortKey, SortOrder, Store, StoreError},
 };
+
+/// The page size when the caller names none.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// The largest page size (as Graph's `$top`).
+pub const MAX_PAGE_SIZE: u32 = 999;
+
+/// A list request as a caller sent it, not yet validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListRequest {
+    /// 0 means [`DEFAULT_PAGE_SIZE`].
+    pub page_size: i32,
+    pub page_token: String,
+    /// An OData `$filter` expression; empty for none.
+    pub filter: String,
+    /// Field names (snake_case) to return; empty for all.
+    pub select: Vec<String>,
+    /// `id` or `expiredDateTime`, optionally followed by `asc` or `desc`.
+    pub order_by: String,
+    pub include_total_count: bool,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone)]
+pub struct ListResult {
+    pub items: Vec<Assignment>,
+    /// The properties the caller asked for (id always among them).
+    pub selection: Selection,
+    /// The token of the next page; `None` on the last page.
+    pub next_page_token: Option<String>,
+    pub total: Option<u64>,
+}
+
+/// A validated list request.
+struct ListPlan {
+    page_size: u32,
+    filter: Option<filter::Filter>,
+    order: SortOrder,
+    after: Option<Cursor>,
+    selection: Selection,
+}
+
+impl ListRequest {
+    fn validate(&self, tokens: &PageTokens) -> Result<ListPlan, Error> {
+        let mut violations = Vec::new();
+        let page_size = match self.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if (1..=MAX_PAGE_SIZE as i32).contains(&n) => n.unsigned_abs(),
+            n => {
+                violations.push(FieldViolation::new(
+                    "page_size",
+                    format!("the page size ($top) must be between 1 and {MAX_PAGE_SIZE}, not {n}"),
+                ));
+                DEFAULT_PAGE_SIZE
+            }
+        };
+        let filter = if self.filter.trim().is_empty() {
+            None
+        } else {
+            match filter::parse(&self.filter) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    violations.push(FieldViolation::new(
+                        "filter",
+                        format!("the $filter expression is not supported: {e}"),
+                    ));
+                    None
+                }
+            }
+        };
+        let order = parse_order(&self.order_by).unwrap_or_else(|why| {
+            violations.push(FieldViolation::new("order_by", why));
+            SortOrder::default()
+        });
+        let mut selection = if self.select.is_empty() {
+            Selection::ALL
+        } else {
+            Selection::id_only()
+        };
+        for name in &self.select {
+            match Property::ALL.into_iter().find(|p| p.field_name() == name) {
+                Some(p) => selection = selection.with(p),
+                None => violations.push(FieldViolation::new(
+                    "select",
+                    format!(
+                        "'{name}' is not a property of accessPackageAssignment that can be selected"
+                    ),
+                )),
+            }
+        }
+        let after = if self.page_token.is_empty() {
+            None
+        } else {
+            let query = paging::Query {
+                filter: &self.filter,
+                order,
+            };
+            match tokens.check(&query, &self.page_token) {
+                Ok(cursor) => Some(cursor),
+                Err(why) => {
+                    violations.push(FieldViolation::new(
+                        "page_token",
+                        format!("the $skiptoken is not valid: {why}"),
+                    ));
+                    None
+                }
+            }
+        };
+        if violations.is_empty() {
+            Ok(ListPlan {
+                page_size,
+                filter,
+                order,
+                after,
+                selection,
+            })
+        } else {
+            Err(Error::InvalidArgument(violations))
+        }
+    }
+}
+
+/// Parses `id` / `expiredDateTime`, optionally followed by `asc` or `desc`.
+fn parse_order(text: &str) -> Result<SortOrder, String> {
+    let mut words = text.split_whitespace();
+    let key = match words.next() {
+        None => return Ok(SortOrder::default()),
+        Some("id") => SortKey::Id,
+        Some("expiredDateTime") => SortKey::ExpiredDateTime,
+        Some(other) => {
+            return Err(format!(
+                "the list cannot be ordered by '{other}' ($orderby): use id or expiredDateTime"
+            ));
+        }
+    };
+    let descending = match words.next() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(format!(
+                "'{other}' is not a sort direction ($orderby): use asc or desc"
+            ));
+        }
+    };
+    if let Some(extra) = words.next() {
+        return Err(format!(
+            "'{extra}' is not understood ($orderby): order by one property, id or expiredDateTime"
+        ));
+    }
+    Ok(SortOrder { key, descending })
+}
 
 /// An assignment as a caller sent it, not yet validated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -138,11 +289,12 @@ impl NewAssignment {
 #[derive(Clone)]
 pub struct AssignmentService {
     store: Arc<dyn Store>,
+    page_tokens: PageTokens,
 }
 
 impl AssignmentService {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn Store>, page_tokens: PageTokens) -> Self {
+        Self { store, page_tokens }
     }
 
     /// Creates an assignment, idempotently by id: when one with the same id and the
@@ -185,10 +337,71 @@ impl AssignmentService {
             .ok_or_else(|| Error::NotFound(id.to_owned()))
     }
 
+    /// One page of assignments.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad page size, filter, order, selection or page
+    /// token; `Unavailable`/`Internal` when storage fails.
+    #[tracing::instrument(name = "service.list", skip_all)]
+    pub async fn list(&self, request: ListRequest) -> Result<ListResult, Error> {
+        let plan = request.validate(&self.page_tokens)?;
+        let query = ListQuery {
+            filter: plan.filter.as_ref(),
+            order: plan.order,
+            after: plan.after,
+            // One more than a page, to know whether there is a next one.
+            limit: plan.page_size + 1,
+            count: request.include_total_count,
+        };
+        let mut page = self.store.list(query).await.map_err(store_failed)?;
+        let next_page_token = if page.items.len() > plan.page_size as usize {
+            page.items.truncate(plan.page_size as usize);
+            page.items.last().map(|last| {
+                let query = paging::Query {
+                    filter: &request.filter,
+                    order: plan.order,
+                };
+                self.page_tokens.issue(&query, &Cursor::after(last))
+            })
+        } else {
+            None
+        };
+        Ok(ListResult {
+            items: page.items,
+            selection: plan.selection,
+            next_page_token,
+            total: page.total,
+        })
+    }
+
+    /// Deletes one assignment.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when `id` is not a GUID, `NotFound` when there is no such
+    /// assignment, `Unavailable`/`Internal` when storage fails.
+    #[tracing::instrument(name = "service.delete", skip_all, fields(assignment.id = id))]
+    pub async fn delete(&self, id: &str) -> Result<(), Error> {
+        let parsed = parse_id(id)?;
+        if self.store.delete(&parsed).await.map_err(store_failed)? {
+            Ok(())
+        } else {
+            Err(Error::NotFound(id.to_owned()))
+        }
+    }
+
     /// Whether the store answers.
     pub async fn ready(&self) -> bool {
         self.store.ping().await.is_ok()
     }
+}
+
+fn parse_id(id: &str) -> Result<AssignmentId, Error> {
+    id.parse().map_err(|why: InvalidId| {
+        Error::InvalidArgument(vec![FieldViolation::new(
+            Property::Id.name(),
+            why.to_string(),
+        )])
+    })
 }
 
 /// Converts a storage failure at the boundary, logging its cause once, here.
@@ -251,6 +464,22 @@ mod tests {
             violations(new),
             ["catalogId", "targetId", "id", "expiredDateTime"]
         );
+    }
+
+    #[test]
+    fn orders_parse() {
+        assert_eq!(parse_order(""), Ok(SortOrder::default()));
+        assert_eq!(
+            parse_order(" expiredDateTime  desc "),
+            Ok(SortOrder {
+                key: SortKey::ExpiredDateTime,
+                descending: true
+            })
+        );
+        assert_eq!(parse_order("id asc"), Ok(SortOrder::default()));
+        for bad in ["targetId", "id up", "id asc, expiredDateTime", "ID"] {
+            assert!(parse_order(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

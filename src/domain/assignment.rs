@@ -53,6 +53,21 @@ impl Property {
         }
     }
 
+    /// The protobuf field's name, e.g. `access_package_id` (as in a FieldMask).
+    pub const fn field_name(self) -> &'static str {
+        match self {
+            Property::Id => "id",
+            Property::CatalogId => "catalog_id",
+            Property::AccessPackageId => "access_package_id",
+            Property::AssignmentPolicyId => "assignment_policy_id",
+            Property::TargetId => "target_id",
+            Property::AssignmentStatus => "assignment_status",
+            Property::AssignmentState => "assignment_state",
+            Property::IsExtended => "is_extended",
+            Property::ExpiredDateTime => "expired_date_time",
+        }
+    }
+
     /// The property with this Graph name, if there is one (names are case-sensitive,
     /// as in OData).
     pub fn from_name(name: &str) -> Option<Property> {
@@ -75,6 +90,30 @@ impl fmt::Display for Property {
     }
 }
 
+/// A set of properties, e.g. the ones a `$select` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selection(u16);
+
+impl Selection {
+    /// Every property.
+    pub const ALL: Selection = Selection((1 << Property::ALL.len()) - 1);
+
+    /// Only the id (which every selection includes).
+    pub const fn id_only() -> Selection {
+        Selection(1 << Property::Id as u16)
+    }
+
+    /// This selection plus `property`.
+    #[must_use]
+    pub const fn with(self, property: Property) -> Selection {
+        Selection(self.0 | 1 << property as u16)
+    }
+
+    pub const fn contains(self, property: Property) -> bool {
+        self.0 & (1 << property as u16) != 0
+    }
+}
+
 /// An assignment's id: a GUID, always written lower-case and hyphenated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AssignmentId(Uuid);
@@ -83,6 +122,16 @@ impl AssignmentId {
     /// A new random (version 4) id.
     pub fn new_random() -> Self {
         Self(Uuid::new_v4())
+    }
+
+    /// The id's 16 bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
+    /// The id with these 16 bytes.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(Uuid::from_bytes(bytes))
     }
 }
 
@@ -171,6 +220,10 @@ mod tests {
     fn property_names_round_trip() {
         for p in Property::ALL {
             assert_eq!(Property::from_name(p.name()), Some(p));
+            assert_eq!(
+                p.field_name().replace('_', "").to_lowercase(),
+                p.name().to_lowercase()
+            );
         }
         assert_eq!(Property::from_name("AccessPackageId"), None);
     }

@@ -5,6 +5,9 @@ mod assignment;
 mod datetime;
 mod error;
 
-pub use assignment::{Assignment, AssignmentId, InvalidId, MAX_TEXT_CHARS, Property, check_text};
+pub use assignment::{
+    Assignment, AssignmentId, InvalidId, MAX_TEXT_CHARS, Property, Selection, check_text,
+};
 pub use datetime::{DateTimeError, DateTimeOffset};
 pub use error::{Error, FieldViolation};
+pub mod filter;

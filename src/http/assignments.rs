@@ -12,11 +12,14 @@ use axum::{
 use bytes::Bytes;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
-use super::{ApiError, AppState, COLLECTION, RequestContext, graph_json};
+use super::{ApiError, AppState, COLLECTION, RequestContext, graph_json, query::ListOptions};
 use crate::{
     auth,
     domain::Error,
-    proto::v1::{AccessPackageAssignment, CreateAssignmentRequest, GetAssignmentRequest},
+    proto::v1::{
+        AccessPackageAssignment, CreateAssignmentRequest, DeleteAssignmentRequest,
+        GetAssignmentRequest, ListAssignmentsRequest,
+    },
 };
 
 /// The content type of Graph's JSON answers.
@@ -97,6 +100,99 @@ pub async fn get(
         origin(&headers)
     );
     entity_response(StatusCode::OK, &found, Some(&context_url))
+}
+
+/// `GET {prefix}/identityGovernance/entitlementManagement/accessPackageAssignments`
+pub async fn list(
+    State(state): State<AppState>,
+    axum::Extension(context): axum::Extension<RequestContext>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let metadata = upstream_metadata(&headers, &context)?;
+    let options = ListOptions::parse(uri.query())?;
+    let page_size = match options.top {
+        None => 0,
+        // 0 would mean "the default" upstream; $top=0 is no page at all.
+        Some(0) => {
+            return Err(ApiError::bad_request(
+                "Invalid value '0' for the query option '$top': a whole number from 1 to 999 is expected.",
+            ));
+        }
+        Some(top) => top,
+    };
+    let select = (!options.select.is_empty()).then(|| prost_types::FieldMask {
+        paths: options
+            .select
+            .iter()
+            .map(|p| p.field_name().to_owned())
+            .collect(),
+    });
+    let message = ListAssignmentsRequest {
+        page_size,
+        page_token: options.skiptoken.clone(),
+        filter: options.filter.clone(),
+        select,
+        order_by: options.orderby.clone(),
+        include_total_count: options.count,
+    };
+    let mut request = tonic::Request::from_parts(metadata, tonic::Extensions::default(), message);
+    request.set_timeout(state.upstream_timeout);
+    let page = state
+        .upstream
+        .clone()
+        .list_assignments(request)
+        .await
+        .map_err(|status| ApiError::from_status(&status))?
+        .into_inner();
+
+    let origin = origin(&headers);
+    let prefix = uri.path().split(COLLECTION).next().unwrap_or_default();
+    let mut odata_context = format!("{origin}{prefix}/$metadata#accessPackageAssignments");
+    if !options.select.is_empty() {
+        let names: Vec<&str> = options.select.iter().map(|p| p.name()).collect();
+        odata_context = format!("{odata_context}({})", names.join(","));
+    }
+    let next_link = (!page.next_page_token.is_empty())
+        .then(|| options.next_link(&format!("{origin}{}", uri.path()), &page.next_page_token));
+    let body = graph_json::write_collection(&graph_json::CollectionPage {
+        odata_context: &odata_context,
+        count: page.total_count,
+        next_link: next_link.as_deref(),
+        items: &page.assignments,
+        selection: options.selection(),
+    })
+    .map_err(|e| {
+        tracing::error!(error = %e, "the upstream answered an assignment that cannot be written as Graph JSON");
+        ApiError::internal()
+    })?;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, GRAPH_JSON)], body).into_response())
+}
+
+/// `DELETE {prefix}/identityGovernance/entitlementManagement/accessPackageAssignments/{id}`
+pub async fn delete(
+    State(state): State<AppState>,
+    axum::Extension(context): axum::Extension<RequestContext>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let metadata = upstream_metadata(&headers, &context)?;
+    let Path(id) = id.map_err(|_| {
+        ApiError::bad_request("The id in the URL is not valid percent-encoded UTF-8.")
+    })?;
+    let mut request = tonic::Request::from_parts(
+        metadata,
+        tonic::Extensions::default(),
+        DeleteAssignmentRequest { id },
+    );
+    request.set_timeout(state.upstream_timeout);
+    state
+        .upstream
+        .clone()
+        .delete_assignment(request)
+        .await
+        .map_err(|status| ApiError::from_status(&status))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 fn entity_response(

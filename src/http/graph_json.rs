@@ -13,7 +13,7 @@ use serde::{
 };
 
 use crate::{
-    domain::{DateTimeError, DateTimeOffset, Property},
+    domain::{DateTimeError, DateTimeOffset, Property, Selection},
     proto::v1::AccessPackageAssignment,
 };
 
@@ -93,14 +93,61 @@ pub fn write_assignment(
     GraphAssignment {
         assignment,
         odata_context,
+        odata_type: true,
+        selection: Selection::ALL,
     }
     .serialize(&mut serde_json::Serializer::new(&mut out))?;
+    Ok(out)
+}
+
+/// One page of the collection, as Graph writes it.
+pub struct CollectionPage<'a> {
+    pub odata_context: &'a str,
+    pub count: Option<i64>,
+    pub next_link: Option<&'a str>,
+    pub items: &'a [AccessPackageAssignment],
+    /// The properties each item carries (`$select`).
+    pub selection: Selection,
+}
+
+/// Writes `{"@odata.context", "@odata.count"?, "@odata.nextLink"?, "value": [...]}`;
+/// items carry only the selected properties and, as in Graph's minimal metadata,
+/// no `@odata.type`.
+///
+/// # Errors
+/// As [`write_assignment`].
+pub fn write_collection(page: &CollectionPage<'_>) -> Result<Vec<u8>, serde_json::Error> {
+    struct Items<'a>(&'a CollectionPage<'a>);
+    impl Serialize for Items<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_seq(self.0.items.iter().map(|assignment| GraphAssignment {
+                assignment,
+                odata_context: None,
+                odata_type: false,
+                selection: self.0.selection,
+            }))
+        }
+    }
+    let mut out = Vec::with_capacity(256 + 400 * page.items.len());
+    let mut serializer = serde_json::Serializer::new(&mut out);
+    let mut map = serializer.serialize_map(None)?;
+    map.serialize_entry("@odata.context", page.odata_context)?;
+    if let Some(count) = page.count {
+        map.serialize_entry("@odata.count", &count)?;
+    }
+    if let Some(next_link) = page.next_link {
+        map.serialize_entry("@odata.nextLink", next_link)?;
+    }
+    map.serialize_entry("value", &Items(page))?;
+    map.end()?;
     Ok(out)
 }
 
 struct GraphAssignment<'a> {
     assignment: &'a AccessPackageAssignment,
     odata_context: Option<&'a str>,
+    odata_type: bool,
+    selection: Selection,
 }
 
 impl Serialize for GraphAssignment<'_> {
@@ -110,8 +157,13 @@ impl Serialize for GraphAssignment<'_> {
         if let Some(context) = self.odata_context {
             map.serialize_entry("@odata.context", context)?;
         }
-        map.serialize_entry("@odata.type", ODATA_TYPE)?;
+        if self.odata_type {
+            map.serialize_entry("@odata.type", ODATA_TYPE)?;
+        }
         for property in Property::ALL {
+            if !self.selection.contains(property) {
+                continue;
+            }
             let name = property.name();
             match property {
                 Property::IsExtended => map.serialize_entry(name, &a.is_extended)?,
@@ -444,6 +496,29 @@ mod tests {
         assert_eq!(
             String::from_utf8(written).unwrap(),
             r##"{"@odata.context":"ctx","@odata.type":"#microsoft.graph.accessPackageAssignment","id":null,"catalogId":null,"accessPackageId":null,"assignmentPolicyId":null,"targetId":null,"assignmentStatus":null,"assignmentState":null,"isExtended":null,"expiredDateTime":null}"##
+        );
+    }
+
+    #[test]
+    fn collections_carry_only_the_selected_properties() {
+        let item = AccessPackageAssignment {
+            id: Some("i".into()),
+            target_id: Some("t".into()),
+            catalog_id: Some("c".into()),
+            ..Default::default()
+        };
+        let page = CollectionPage {
+            odata_context: "ctx",
+            count: Some(3),
+            next_link: Some("next"),
+            items: &[item],
+            selection: Selection::id_only()
+                .with(Property::TargetId)
+                .with(Property::AssignmentState),
+        };
+        assert_eq!(
+            String::from_utf8(write_collection(&page).unwrap()).unwrap(),
+            r#"{"@odata.context":"ctx","@odata.count":3,"@odata.nextLink":"next","value":[{"id":"i","targetId":"t","assignmentState":null}]}"#
         );
     }
 

@@ -6,6 +6,7 @@
 mod assignments;
 mod error;
 pub mod graph_json;
+mod query;
 
 use std::time::Duration;
 
@@ -79,9 +80,15 @@ pub fn router(state: AppState) -> Router {
     for prefix in PREFIXES {
         let collection = format!("{prefix}{COLLECTION}");
         router = router
-            .route(&collection, post(assignments::create))
+            .route(
+                &collection,
+                post(assignments::create).get(assignments::list),
+            )
             .route(&format!("{collection}/$ref"), post(assignments::create))
-            .route(&format!("{collection}/{{id}}"), get(assignments::get));
+            .route(
+                &format!("{collection}/{{id}}"),
+                get(assignments::get).delete(assignments::delete),
+            );
     }
     router
         .fallback(|| async { ApiError::from_http_status(axum::http::StatusCode::NOT_FOUND) })

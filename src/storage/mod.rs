@@ -2,13 +2,68 @@
 //! error. Backends live one per file; the fronts only ever see `Arc<dyn Store>`
 //! through the service.
 
+mod sql;
 mod sqlite;
 
 use async_trait::async_trait;
 
 pub use sqlite::SqliteStore;
 
-use crate::domain::{Assignment, AssignmentId};
+use crate::domain::{Assignment, AssignmentId, filter::Filter};
+
+/// What a list is ordered by; id always breaks ties, in the same direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortKey {
+    #[default]
+    Id,
+    ExpiredDateTime,
+}
+
+/// A sort key and its direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SortOrder {
+    pub key: SortKey,
+    pub descending: bool,
+}
+
+/// Where the previous page ended: the last assignment's sort value and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// For [`SortKey::ExpiredDateTime`]: the expiredDateTime in ticks, `i64::MIN`
+    /// when unset. Unused for [`SortKey::Id`].
+    pub sort_value: i64,
+    pub id: AssignmentId,
+}
+
+impl Cursor {
+    /// The cursor just after `assignment` in `order`.
+    pub fn after(assignment: &Assignment) -> Self {
+        Self {
+            sort_value: assignment.expired_date_time.map_or(i64::MIN, |e| e.ticks()),
+            id: assignment.id,
+        }
+    }
+}
+
+/// One page's worth of a list.
+#[derive(Debug, Clone, Copy)]
+pub struct ListQuery<'a> {
+    pub filter: Option<&'a Filter>,
+    pub order: SortOrder,
+    /// Continue after this key; `None` starts from the beginning.
+    pub after: Option<Cursor>,
+    /// The most assignments to return.
+    pub limit: u32,
+    /// Whether to count every assignment the filter matches.
+    pub count: bool,
+}
+
+/// The assignments of one page, and the count when it was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    pub items: Vec<Assignment>,
+    pub total: Option<u64>,
+}
 
 /// What an insert found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +103,19 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`] when the database fails.
     async fn get(&self, id: &AssignmentId) -> Result<Option<Assignment>, StoreError>;
+
+    /// Up to `query.limit` assignments that match the filter, after the cursor, in
+    /// order. Keyset paging: the cost does not grow with how far the walk is.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn list(&self, query: ListQuery<'_>) -> Result<ListPage, StoreError>;
+
+    /// Deletes the assignment with this id; `false` when there was none.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn delete(&self, id: &AssignmentId) -> Result<bool, StoreError>;
 
     /// Whether the database answers, for readiness checks.
     ///

@@ -9,7 +9,10 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use super::{Inserted, Store, StoreError};
+use super::{
+    Inserted, ListPage, ListQuery, Store, StoreError,
+    sql::{Bind, COLUMNS, Where, order_by},
+};
 use crate::domain::{Assignment, AssignmentId, DateTimeOffset};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/storage/migrations/sqlite");
@@ -56,8 +59,7 @@ struct Row {
     assignment_status: Option<String>,
     assignment_state: Option<String>,
     is_extended: Option<bool>,
-    expired_seconds: Option<i64>,
-    expired_nanos: Option<i64>,
+    expired_ticks: Option<i64>,
     expired_offset_minutes: Option<i64>,
 }
 
@@ -66,18 +68,12 @@ impl TryFrom<Row> for Assignment {
 
     fn try_from(row: Row) -> Result<Self, StoreError> {
         let corrupt = |what: &str| StoreError::Internal(format!("stored {what} is invalid").into());
-        let expired_date_time = match (
-            row.expired_seconds,
-            row.expired_nanos,
-            row.expired_offset_minutes,
-        ) {
-            (Some(seconds), Some(nanos), Some(offset)) => Some(
-                DateTimeOffset::from_parts(
-                    seconds,
-                    u32::try_from(nanos).map_err(|_| corrupt("expiredDateTime"))?,
-                    i32::try_from(offset).map_err(|_| corrupt("expiredDateTime"))?,
-                )
-                .map_err(|_| corrupt("expiredDateTime"))?,
+        let expired_date_time = match (row.expired_ticks, row.expired_offset_minutes) {
+            (Some(ticks), Some(offset)) => Some(
+                i32::try_from(offset)
+                    .ok()
+                    .and_then(|offset| DateTimeOffset::from_ticks(ticks, offset).ok())
+                    .ok_or_else(|| corrupt("expiredDateTime"))?,
             ),
             _ => None,
         };
@@ -95,9 +91,24 @@ impl TryFrom<Row> for Assignment {
     }
 }
 
-const SELECT: &str = "SELECT id, catalog_id, access_package_id, assignment_policy_id, target_id, \
-     assignment_status, assignment_state, is_extended, expired_seconds, expired_nanos, \
-     expired_offset_minutes FROM assignments";
+fn placeholder(_: usize) -> String {
+    "?".to_owned()
+}
+
+/// Runs a query with the binds of a [`Where`] clause.
+fn bind_all<'q, O>(
+    mut query: sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>,
+    binds: Vec<Bind>,
+) -> sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>> {
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text),
+            Bind::Int(int) => query.bind(int),
+            Bind::Bool(b) => query.bind(b),
+        };
+    }
+    query
+}
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -105,8 +116,8 @@ impl Store for SqliteStore {
         let expired = a.expired_date_time.as_ref();
         let result = sqlx::query(
             "INSERT INTO assignments (id, catalog_id, access_package_id, assignment_policy_id, \
-             target_id, assignment_status, assignment_state, is_extended, expired_seconds, \
-             expired_nanos, expired_offset_minutes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             target_id, assignment_status, assignment_state, is_extended, expired_ticks, \
+             expired_offset_minutes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(a.id.to_string())
@@ -117,8 +128,7 @@ impl Store for SqliteStore {
         .bind(a.assignment_status.as_deref())
         .bind(a.assignment_state.as_deref())
         .bind(a.is_extended)
-        .bind(expired.map(DateTimeOffset::seconds))
-        .bind(expired.map(|e| i64::from(e.nanos())))
+        .bind(expired.map(DateTimeOffset::ticks))
         .bind(expired.map(|e| i64::from(e.offset_minutes())))
         .execute(&self.pool)
         .await
@@ -135,12 +145,58 @@ impl Store for SqliteStore {
     }
 
     async fn get(&self, id: &AssignmentId) -> Result<Option<Assignment>, StoreError> {
-        let row: Option<Row> = sqlx::query_as(&format!("{SELECT} WHERE id = ?"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
+        let row: Option<Row> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM assignments WHERE id = ?"))
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(classify)?;
+        row.map(Assignment::try_from).transpose()
+    }
+
+    async fn list(&self, query: ListQuery<'_>) -> Result<ListPage, StoreError> {
+        let mut page = Where::new(placeholder);
+        page.push(
+            query.filter,
+            query.after.as_ref().map(|cursor| (cursor, query.order)),
+        );
+        let sql = format!(
+            "SELECT {COLUMNS} FROM assignments WHERE {} ORDER BY {} LIMIT {}",
+            page.sql,
+            order_by(query.order),
+            query.limit
+        );
+        let rows: Vec<Row> = bind_all(sqlx::query_as(&sql), page.binds)
+            .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        row.map(Assignment::try_from).transpose()
+        let items = rows
+            .into_iter()
+            .map(Assignment::try_from)
+            .collect::<Result<_, _>>()?;
+
+        let total = if query.count {
+            let mut all = Where::new(placeholder);
+            all.push(query.filter, None);
+            let sql = format!("SELECT COUNT(*) FROM assignments WHERE {}", all.sql);
+            let (count,): (i64,) = bind_all(sqlx::query_as(&sql), all.binds)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(classify)?;
+            Some(count.unsigned_abs())
+        } else {
+            None
+        };
+        Ok(ListPage { items, total })
+    }
+
+    async fn delete(&self, id: &AssignmentId) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM assignments WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(result.rows_affected() > 0)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

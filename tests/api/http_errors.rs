@@ -175,7 +175,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.headers()["allow"], "POST");
+    assert_eq!(response.headers()["allow"], "POST,GET,HEAD");
     assert_graph_error(response, 405, "MethodNotAllowed").await;
     let response = app
         .http

