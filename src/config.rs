@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Serves access package assignments over gRPC and as a Microsoft-Graph-shaped HTTP API.
 #[derive(Debug, Parser)]
@@ -31,9 +31,43 @@ pub enum Command {
     Token(TokenArgs),
 }
 
+/// Which parts of the product a `serve` process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Role {
+    /// The gRPC service and the HTTP front, in one process.
+    #[default]
+    All,
+    /// The gRPC service only (with its store).
+    Grpc,
+    /// The HTTP front only, calling the gRPC service at --upstream.
+    Gateway,
+}
+
+impl Role {
+    pub fn serves_grpc(self) -> bool {
+        self != Role::Gateway
+    }
+
+    pub fn serves_http(self) -> bool {
+        self != Role::Grpc
+    }
+}
+
 /// The settings of `serve`.
 #[derive(Debug, Clone, Parser)]
 pub struct ServeArgs {
+    /// What this process runs: all (both servers), grpc (the service) or gateway (the HTTP front).
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_ROLE", value_enum, default_value_t = Role::All)]
+    pub role: Role,
+
+    /// gRPC service URL the gateway calls, e.g. http://10.0.0.5:50051; repeat (or comma-separate) to balance across several. Required with --role gateway.
+    #[arg(
+        long = "upstream",
+        env = "ENTITLEMENT_GATEWAY_UPSTREAM",
+        value_delimiter = ','
+    )]
+    pub upstreams: Vec<String>,
+
     /// Address of the Graph-shaped HTTP API (port 0 picks a free port).
     #[arg(
         long,
@@ -54,9 +88,9 @@ pub struct ServeArgs {
     #[arg(long, env = "ENTITLEMENT_GATEWAY_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// Seconds the HTTP front waits for the gRPC service on each call (sent as grpc-timeout).
-    #[arg(long, env = "ENTITLEMENT_GATEWAY_UPSTREAM_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub upstream_timeout_secs: u64,
+    /// Seconds a request may take: HTTP requests then answer 504, and the same deadline goes upstream as grpc-timeout.
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_REQUEST_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout_secs: u64,
 
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM before the process exits.
     #[arg(long, env = "ENTITLEMENT_GATEWAY_SHUTDOWN_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
@@ -64,8 +98,8 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    pub fn upstream_timeout(&self) -> Duration {
-        Duration::from_secs(self.upstream_timeout_secs)
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
     }
 
     pub fn shutdown_timeout(&self) -> Duration {

@@ -39,7 +39,7 @@ use anyhow::Context as _;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Endpoint, Server};
+use tonic::transport::{Channel, Endpoint, Server};
 use tonic_health::ServingStatus;
 
 use crate::{
@@ -54,40 +54,145 @@ use crate::{
 /// The file name of the SQLite database in the data dir.
 pub const DATABASE_FILE: &str = "entitlement.db";
 
-/// The bound sockets [`run`] serves on.
-#[derive(Debug)]
+/// The bound sockets [`run`] serves on: one per server the role runs.
+#[derive(Debug, Default)]
 pub struct Listeners {
-    pub http: TcpListener,
-    pub grpc: TcpListener,
+    pub http: Option<TcpListener>,
+    pub grpc: Option<TcpListener>,
 }
 
 impl Listeners {
-    /// Binds the addresses of `config`.
+    /// Binds the addresses of `config` that its role serves.
     ///
     /// # Errors
     /// When an address cannot be bound.
     pub async fn bind(config: &ServeArgs) -> anyhow::Result<Self> {
-        let http = TcpListener::bind(config.http_addr)
-            .await
-            .with_context(|| format!("cannot bind the HTTP address {}", config.http_addr))?;
-        let grpc = TcpListener::bind(config.grpc_addr)
-            .await
-            .with_context(|| format!("cannot bind the gRPC address {}", config.grpc_addr))?;
-        Ok(Self { http, grpc })
+        let mut listeners = Self::default();
+        if config.role.serves_http() {
+            listeners.http =
+                Some(TcpListener::bind(config.http_addr).await.with_context(|| {
+                    format!("cannot bind the HTTP address {}", config.http_addr)
+                })?);
+        }
+        if config.role.serves_grpc() {
+            listeners.grpc =
+                Some(TcpListener::bind(config.grpc_addr).await.with_context(|| {
+                    format!("cannot bind the gRPC address {}", config.grpc_addr)
+                })?);
+        }
+        Ok(listeners)
     }
 }
 
-/// Serves the gRPC service and the HTTP front until `shutdown` completes, then
-/// drains both within the configured bound: health turns NOT_SERVING first, the
-/// HTTP front stops and finishes its requests, then the gRPC service does.
+type ServerTask = JoinHandle<anyhow::Result<()>>;
+
+/// Serves what `config.role` names until `shutdown` completes, then drains within
+/// the configured bound: health turns NOT_SERVING first, the HTTP front stops and
+/// finishes its requests, then the gRPC service does.
 ///
 /// # Errors
-/// When the data dir, the key or the database cannot be opened, or a server fails.
+/// When a listener the role needs is missing, the data dir, the key or the
+/// database cannot be opened, an upstream URL is invalid, or a server fails.
 pub async fn run(
     config: ServeArgs,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+
+    let grpc_stop = CancellationToken::new();
+    let mut grpc: Option<(SocketAddr, ServerTask)> = None;
+    if config.role.serves_grpc() {
+        let listener = listeners
+            .grpc
+            .context("the gRPC role needs a gRPC listener")?;
+        let addr = listener.local_addr()?;
+        let server = grpc_server(&config, health_service).await?;
+        health
+            .set_serving::<EntitlementManagementServer<GrpcService>>()
+            .await;
+        let serving = server.serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            grpc_stop.clone().cancelled_owned(),
+        );
+        grpc = Some((
+            addr,
+            tokio::spawn(async move { serving.await.context("the gRPC server failed") }),
+        ));
+    }
+
+    let http_stop = CancellationToken::new();
+    let mut http: Option<(SocketAddr, ServerTask)> = None;
+    if config.role.serves_http() {
+        let listener = listeners
+            .http
+            .context("the gateway role needs an HTTP listener")?;
+        let addr = listener.local_addr()?;
+        let upstreams = match &grpc {
+            // All in one process: the front is a gRPC client of this very server.
+            Some((grpc_addr, _)) => vec![format!("http://{}", connectable(*grpc_addr))],
+            None => config.upstreams.clone(),
+        };
+        let channel = upstream_channel(&upstreams)?;
+        let app = http::router(http::AppState::new(channel, config.request_timeout()));
+        let serving =
+            axum::serve(listener, app).with_graceful_shutdown(http_stop.clone().cancelled_owned());
+        http = Some((
+            addr,
+            tokio::spawn(async move { serving.await.context("the HTTP server failed") }),
+        ));
+    }
+
+    tracing::info!(
+        role = ?config.role,
+        http.addr = http.as_ref().map(|(addr, _)| tracing::field::display(addr)),
+        grpc.addr = grpc.as_ref().map(|(addr, _)| tracing::field::display(addr)),
+        upstreams = ?(config.role == config::Role::Gateway).then_some(&config.upstreams),
+        "listening"
+    );
+
+    let (mut grpc_task, mut http_task) = (grpc.map(|(_, task)| task), http.map(|(_, task)| task));
+    // Run until asked to stop, or until a server fails on its own.
+    tokio::select! {
+        () = shutdown => {}
+        result = finished(&mut grpc_task) => return result.and(Err(anyhow::anyhow!("the gRPC server stopped"))),
+        result = finished(&mut http_task) => return result.and(Err(anyhow::anyhow!("the HTTP server stopped"))),
+    }
+
+    health
+        .set_not_serving::<EntitlementManagementServer<GrpcService>>()
+        .await;
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    let deadline = tokio::time::Instant::now() + config.shutdown_timeout();
+    http_stop.cancel();
+    if let Some(task) = http_task {
+        drain("HTTP", task, deadline).await;
+    }
+    grpc_stop.cancel();
+    if let Some(task) = grpc_task {
+        drain("gRPC", task, deadline).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes when the task ends; never, when there is no task.
+async fn finished(task: &mut Option<ServerTask>) -> anyhow::Result<()> {
+    match task {
+        Some(task) => task.await?,
+        None => std::future::pending().await,
+    }
+}
+
+/// The gRPC server: the service (with its store and key), health and reflection.
+async fn grpc_server(
+    config: &ServeArgs,
+    health_service: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> anyhow::Result<tonic::transport::server::Router> {
     let key = SigningKey::load_or_create(&config.data_dir).with_context(|| {
         format!(
             "cannot open the signing key in {}",
@@ -102,10 +207,6 @@ pub async fn run(
     let service = AssignmentService::new(Arc::new(store), page_tokens);
     let authenticator = Arc::new(Authenticator::local(&key));
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<EntitlementManagementServer<GrpcService>>()
-        .await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -113,57 +214,48 @@ pub async fn run(
             // So that reflection clients (grpcurl) can decode the google.rpc error details.
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
-
-    let http_addr = listeners.http.local_addr()?;
-    let grpc_addr = listeners.grpc.local_addr()?;
-    tracing::info!(http.addr = %http_addr, grpc.addr = %grpc_addr, data_dir = %config.data_dir.display(), "listening");
-
-    let grpc_stop = CancellationToken::new();
-    let grpc_server = Server::builder()
+    Ok(Server::builder()
+        // Every call is bounded, whatever grpc-timeout the caller sent (a shorter
+        // grpc-timeout is enforced too).
+        .timeout(config.request_timeout())
         .trace_fn(grpc_span)
         .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(GrpcService::server(service, authenticator))
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listeners.grpc),
-            grpc_stop.clone().cancelled_owned(),
-        );
-    let mut grpc_task: JoinHandle<anyhow::Result<()>> =
-        tokio::spawn(async move { grpc_server.await.context("the gRPC server failed") });
-
-    let channel =
-        Endpoint::from_shared(format!("http://{}", connectable(grpc_addr)))?.connect_lazy();
-    let app = http::router(http::AppState::new(channel, config.upstream_timeout()));
-    let http_stop = CancellationToken::new();
-    let http_server = axum::serve(listeners.http, app)
-        .with_graceful_shutdown(http_stop.clone().cancelled_owned());
-    let mut http_task: JoinHandle<anyhow::Result<()>> =
-        tokio::spawn(async move { http_server.await.context("the HTTP server failed") });
-
-    // Run until asked to stop, or until a server fails on its own.
-    tokio::select! {
-        () = shutdown => {}
-        result = &mut grpc_task => return result?.and(Err(anyhow::anyhow!("the gRPC server stopped"))),
-        result = &mut http_task => return result?.and(Err(anyhow::anyhow!("the HTTP server stopped"))),
-    }
-
-    health
-        .set_not_serving::<EntitlementManagementServer<GrpcService>>()
-        .await;
-    health
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    let deadline = tokio::time::Instant::now() + config.shutdown_timeout();
-    http_stop.cancel();
-    drain("HTTP", http_task, deadline).await;
-    grpc_stop.cancel();
-    drain("gRPC", grpc_task, deadline).await;
-    tracing::info!("stopped");
-    Ok(())
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .add_service(GrpcService::server(service, authenticator)))
 }
+
+/// The channel the HTTP front calls the gRPC service on: one endpoint, or a
+/// balanced set (calls go to endpoints that are connected and ready; one that
+/// fails is left out until it reconnects).
+fn upstream_channel(urls: &[String]) -> anyhow::Result<Channel> {
+    anyhow::ensure!(
+        !urls.is_empty(),
+        "--role gateway needs at least one --upstream URL"
+    );
+    let endpoints = urls
+        .iter()
+        .map(|url| {
+            Endpoint::from_shared(url.clone())
+                .with_context(|| format!("invalid upstream URL {url:?}"))
+                .map(|endpoint| {
+                    endpoint
+                        // A dead upstream must cost a caller little: fail fast, answer 503.
+                        .connect_timeout(UPSTREAM_CONNECT_TIMEOUT)
+                        .tcp_nodelay(true)
+                        .http2_keep_alive_interval(Duration::from_secs(20))
+                        .keep_alive_timeout(Duration::from_secs(10))
+                })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(match <[Endpoint; 1]>::try_from(endpoints) {
+        Ok([endpoint]) => endpoint.connect_lazy(),
+        Err(endpoints) => Channel::balance_list(endpoints.into_iter()),
+    })
+}
+
+/// How long the gateway waits for a TCP connection to an upstream.
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Waits for a server to finish its in-flight requests, until `deadline`.
 async fn drain(name: &str, task: JoinHandle<anyhow::Result<()>>, deadline: tokio::time::Instant) {
@@ -204,6 +296,3 @@ fn connectable(addr: SocketAddr) -> SocketAddr {
         _ => addr,
     }
 }
-
-/// The default bound on draining, for callers that build a [`ServeArgs`] by hand.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);

@@ -39,14 +39,12 @@ pub async fn create(
     let assignment =
         graph_json::parse_assignment(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
 
-    let mut request = tonic::Request::from_parts(
+    let request = state.upstream_request(
         metadata,
-        tonic::Extensions::default(),
         CreateAssignmentRequest {
             assignment: Some(assignment),
         },
     );
-    request.set_timeout(state.upstream_timeout);
     let created = state
         .upstream
         .clone()
@@ -80,12 +78,7 @@ pub async fn get(
     let Path(id) = id.map_err(|_| {
         ApiError::bad_request("The id in the URL is not valid percent-encoded UTF-8.")
     })?;
-    let mut request = tonic::Request::from_parts(
-        metadata,
-        tonic::Extensions::default(),
-        GetAssignmentRequest { id },
-    );
-    request.set_timeout(state.upstream_timeout);
+    let request = state.upstream_request(metadata, GetAssignmentRequest { id });
     let found = state
         .upstream
         .clone()
@@ -136,8 +129,7 @@ pub async fn list(
         order_by: options.orderby.clone(),
         include_total_count: options.count,
     };
-    let mut request = tonic::Request::from_parts(metadata, tonic::Extensions::default(), message);
-    request.set_timeout(state.upstream_timeout);
+    let request = state.upstream_request(metadata, message);
     let page = state
         .upstream
         .clone()
@@ -180,12 +172,7 @@ pub async fn delete(
     let Path(id) = id.map_err(|_| {
         ApiError::bad_request("The id in the URL is not valid percent-encoded UTF-8.")
     })?;
-    let mut request = tonic::Request::from_parts(
-        metadata,
-        tonic::Extensions::default(),
-        DeleteAssignmentRequest { id },
-    );
-    request.set_timeout(state.upstream_timeout);
+    let request = state.upstream_request(metadata, DeleteAssignmentRequest { id });
     state
         .upstream
         .clone()

@@ -84,6 +84,11 @@ impl ApiError {
                 "The request body is larger than the limit of 1 MiB.",
             ),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::unsupported_media_type(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Self::new(
+                status,
+                "RequestHeaderFieldsTooLarge",
+                "The request headers are larger than the limit of 16 KiB.",
+            ),
             StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "GatewayTimeout",

@@ -13,13 +13,13 @@ use std::time::Duration;
 use axum::{
     Router,
     extract::{DefaultBodyLimit, Request},
-    http::{HeaderName, HeaderValue, header},
+    http::{HeaderName, HeaderValue, StatusCode, header},
     middleware::{self, Next},
-    response::Response,
+    response::{IntoResponse as _, Response},
     routing::{get, post},
 };
 use tonic::transport::Channel;
-use tower_http::trace::TraceLayer;
+use tower_http::{timeout::TimeoutLayer, trace::TraceLayer};
 use uuid::Uuid;
 
 pub use error::ApiError;
@@ -38,21 +38,35 @@ const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("client-request-id
 const ODATA_VERSION: HeaderName = HeaderName::from_static("odata-version");
 /// The longest `client-request-id` echoed back; a longer one is replaced.
 const MAX_CLIENT_REQUEST_ID: usize = 128;
+/// The most bytes of request headers (names and values) accepted.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     upstream: EntitlementManagementClient<Channel>,
-    /// The deadline of each upstream call, sent as `grpc-timeout`.
-    upstream_timeout: Duration,
+    /// The deadline of each request, sent upstream as `grpc-timeout`.
+    request_timeout: Duration,
 }
 
 impl AppState {
-    pub fn new(channel: Channel, upstream_timeout: Duration) -> Self {
+    pub fn new(channel: Channel, request_timeout: Duration) -> Self {
         Self {
             upstream: EntitlementManagementClient::new(channel),
-            upstream_timeout,
+            request_timeout,
         }
+    }
+
+    /// An upstream call's request: the caller's metadata and the deadline.
+    fn upstream_request<T>(
+        &self,
+        metadata: tonic::metadata::MetadataMap,
+        message: T,
+    ) -> tonic::Request<T> {
+        let mut request =
+            tonic::Request::from_parts(metadata, tonic::Extensions::default(), message);
+        request.set_timeout(self.request_timeout);
+        request
     }
 }
 
@@ -76,6 +90,7 @@ impl RequestContext {
 
 /// The HTTP application: routes for every prefix, Graph errors for everything else.
 pub fn router(state: AppState) -> Router {
+    let timeout = state.request_timeout;
     let mut router = Router::new();
     for prefix in PREFIXES {
         let collection = format!("{prefix}{COLLECTION}");
@@ -91,12 +106,18 @@ pub fn router(state: AppState) -> Router {
             );
     }
     router
-        .fallback(|| async { ApiError::from_http_status(axum::http::StatusCode::NOT_FOUND) })
+        .fallback(|| async { ApiError::from_http_status(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async {
-            ApiError::from_http_status(axum::http::StatusCode::METHOD_NOT_ALLOWED)
+            ApiError::from_http_status(StatusCode::METHOD_NOT_ALLOWED)
         })
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Dropping the handler's future at the deadline also cancels its upstream
+        // call (the HTTP/2 stream is reset), as a client that disconnects does.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            timeout,
+        ))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 let context = request.extensions().get::<RequestContext>();
@@ -127,7 +148,16 @@ async fn request_context(mut request: Request, next: Next) -> Response {
     };
     request.extensions_mut().insert(context.clone());
 
-    let mut response = next.run(request).await;
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    let mut response = if header_bytes > MAX_HEADER_BYTES {
+        ApiError::from_http_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).into_response()
+    } else {
+        next.run(request).await
+    };
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         response = keep_allow(error.render(&context), response);
     } else if response.status().is_client_error() || response.status().is_server_error() {

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use entitlement_gateway::{
     Listeners,
     auth::{READ_ALL, READ_WRITE_ALL, SigningKey},
-    config::ServeArgs,
+    config::{Role, ServeArgs},
     proto::v1::entitlement_management_client::EntitlementManagementClient,
 };
 use serde_json::Value;
@@ -63,19 +63,19 @@ impl TestApp {
 
     /// Starts the app on an existing data dir (to test restarts).
     pub async fn spawn_in(data_dir: Arc<TempDir>) -> Self {
-        let config = ServeArgs {
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            grpc_addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: data_dir.path().to_path_buf(),
-            upstream_timeout_secs: 30,
-            shutdown_timeout_secs: 10,
-        };
+        let config = serve_args(Role::All, data_dir.path(), &[]);
         let listeners = Listeners {
-            http: TcpListener::bind(config.http_addr).await.unwrap(),
-            grpc: TcpListener::bind(config.grpc_addr).await.unwrap(),
+            http: Some(TcpListener::bind(config.http_addr).await.unwrap()),
+            grpc: Some(TcpListener::bind(config.grpc_addr).await.unwrap()),
         };
-        let http_base = format!("http://{}", listeners.http.local_addr().unwrap());
-        let grpc_base = format!("http://{}", listeners.grpc.local_addr().unwrap());
+        let http_base = format!(
+            "http://{}",
+            listeners.http.as_ref().unwrap().local_addr().unwrap()
+        );
+        let grpc_base = format!(
+            "http://{}",
+            listeners.grpc.as_ref().unwrap().local_addr().unwrap()
+        );
         let stop = CancellationToken::new();
         let task = tokio::spawn(entitlement_gateway::run(
             config,
@@ -152,6 +152,19 @@ impl TestApp {
         self.stop.cancel();
         self.task.await.expect("app task").expect("app ran cleanly");
         self.data_dir
+    }
+}
+
+/// The settings of a process with this role, on 127.0.0.1 port 0.
+pub fn serve_args(role: Role, data_dir: &std::path::Path, upstreams: &[String]) -> ServeArgs {
+    ServeArgs {
+        role,
+        upstreams: upstreams.to_vec(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.to_path_buf(),
+        request_timeout_secs: 30,
+        shutdown_timeout_secs: 10,
     }
 }
 

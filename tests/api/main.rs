@@ -7,3 +7,4 @@ mod http_create;
 mod http_errors;
 mod http_list;
 mod lifecycle;
+mod roles;
