@@ -92,6 +92,38 @@ pub struct ServeArgs {
     #[arg(long, env = "ENTITLEMENT_GATEWAY_REQUEST_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
 
+    /// Issuer (`iss`) of tokens from an external OpenID Connect provider, e.g. https://login.microsoftonline.com/TENANT/v2.0; enables RS256/ES256 tokens besides the local key's.
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+
+    /// Audience (`aud`) external tokens must have, e.g. api://entitlement-gateway; repeat (or comma-separate) to accept several.
+    #[arg(
+        long = "oidc-audience",
+        env = "ENTITLEMENT_GATEWAY_OIDC_AUDIENCE",
+        value_delimiter = ','
+    )]
+    pub oidc_audiences: Vec<String>,
+
+    /// URL of the external issuer's JWKS (https; http on loopback only), fetched at start and refreshed.
+    #[arg(
+        long,
+        env = "ENTITLEMENT_GATEWAY_OIDC_JWKS_URL",
+        conflicts_with = "oidc_jwks_file"
+    )]
+    pub oidc_jwks_url: Option<String>,
+
+    /// File holding the external issuer's JWKS, read at start and re-read on refresh.
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_OIDC_JWKS_FILE")]
+    pub oidc_jwks_file: Option<PathBuf>,
+
+    /// Seconds between refreshes of the JWKS (an unknown key id also prompts one, at most every 30 s).
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_OIDC_JWKS_REFRESH", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(30..=86_400))]
+    pub oidc_jwks_refresh_secs: u64,
+
+    /// Seconds of clock difference allowed when checking a token's exp and nbf.
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_CLOCK_SKEW", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub clock_skew_secs: u64,
+
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM before the process exits.
     #[arg(long, env = "ENTITLEMENT_GATEWAY_SHUTDOWN_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_timeout_secs: u64,
@@ -104,6 +136,46 @@ impl ServeArgs {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    /// The external issuer's settings, if one is configured.
+    ///
+    /// # Errors
+    /// When the external issuer's flags are incomplete.
+    pub fn oidc(&self) -> anyhow::Result<Option<crate::auth::oidc::OidcConfig>> {
+        use crate::auth::oidc::{JwksSource, OidcConfig};
+        let Some(issuer) = self.oidc_issuer.clone() else {
+            anyhow::ensure!(
+                self.oidc_audiences.is_empty()
+                    && self.oidc_jwks_url.is_none()
+                    && self.oidc_jwks_file.is_none(),
+                "--oidc-audience and --oidc-jwks-* need --oidc-issuer"
+            );
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            !self.oidc_audiences.is_empty(),
+            "--oidc-issuer needs at least one --oidc-audience"
+        );
+        let jwks = match (&self.oidc_jwks_url, &self.oidc_jwks_file) {
+            (Some(url), None) => JwksSource::Url(url.clone()),
+            (None, Some(path)) => JwksSource::File(path.clone()),
+            _ => anyhow::bail!(
+                "--oidc-issuer needs exactly one of --oidc-jwks-url and --oidc-jwks-file"
+            ),
+        };
+        Ok(Some(OidcConfig {
+            issuer,
+            audiences: self.oidc_audiences.clone(),
+            jwks,
+            refresh: Duration::from_secs(self.oidc_jwks_refresh_secs),
+            leeway: self.clock_skew(),
+        }))
+    }
+
+    /// The clock difference allowed on tokens.
+    pub fn clock_skew(&self) -> Duration {
+        Duration::from_secs(self.clock_skew_secs)
     }
 }
 

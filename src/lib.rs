@@ -205,7 +205,11 @@ async fn grpc_server(
         .with_context(|| format!("cannot open the database {}", database.display()))?;
     let page_tokens = paging::PageTokens::new(key.derive("entitlement-gateway page tokens v1"));
     let service = AssignmentService::new(Arc::new(store), page_tokens);
-    let authenticator = Arc::new(Authenticator::local(&key));
+    let mut authenticator = Authenticator::local(&key, config.clock_skew());
+    if let Some(oidc) = config.oidc()? {
+        authenticator = authenticator.with_external(auth::oidc::ExternalIssuer::start(oidc).await?);
+    }
+    let authenticator = Arc::new(authenticator);
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()

@@ -63,7 +63,16 @@ impl TestApp {
 
     /// Starts the app on an existing data dir (to test restarts).
     pub async fn spawn_in(data_dir: Arc<TempDir>) -> Self {
-        let config = serve_args(Role::All, data_dir.path(), &[]);
+        Self::spawn_with(data_dir, |_| {}).await
+    }
+
+    /// Starts the app on `data_dir` with settings changed by `configure`.
+    pub async fn spawn_with(
+        data_dir: Arc<TempDir>,
+        configure: impl FnOnce(&mut ServeArgs),
+    ) -> Self {
+        let mut config = serve_args(Role::All, data_dir.path(), &[]);
+        configure(&mut config);
         let listeners = Listeners {
             http: Some(TcpListener::bind(config.http_addr).await.unwrap()),
             grpc: Some(TcpListener::bind(config.grpc_addr).await.unwrap()),
@@ -165,6 +174,12 @@ pub fn serve_args(role: Role, data_dir: &std::path::Path, upstreams: &[String]) 
         data_dir: data_dir.to_path_buf(),
         request_timeout_secs: 30,
         shutdown_timeout_secs: 10,
+        oidc_issuer: None,
+        oidc_audiences: Vec::new(),
+        oidc_jwks_url: None,
+        oidc_jwks_file: None,
+        oidc_jwks_refresh_secs: 3600,
+        clock_skew_secs: 60,
     }
 }
 

@@ -7,4 +7,5 @@ mod http_create;
 mod http_errors;
 mod http_list;
 mod lifecycle;
+mod oidc;
 mod roles;

@@ -1,12 +1,16 @@
 //! Bearer tokens: the local signing key kept in the data dir, minting tokens for it
-//! (`entitlement-gateway token`), and verifying them into a [`Principal`] whose
+//! (`entitlement-gateway token`), and verifying them (and, when configured, tokens
+//! of an external OpenID Connect issuer, see [`oidc`]) into a [`Principal`] whose
 //! permissions the gRPC service checks.
+
+pub mod oidc;
 
 use std::{
     fs,
     io::{self, Write as _},
     os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -33,8 +37,8 @@ pub const INVALID_TOKEN: &str = "Access token validation failure.";
 
 /// The file, in the data dir, that holds the local signing key.
 const KEY_FILE: &str = "signing-key";
-/// The allowed clock difference between the token's issuer and this service.
-const LEEWAY: Duration = Duration::from_secs(60);
+/// The default allowed clock difference between a token's issuer and this service.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 
 /// What an operation needs from its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,33 +214,61 @@ struct IssuedClaims<'a> {
 /// The claims read from a verified token (iss, aud, exp and nbf are checked by
 /// the validation itself).
 #[derive(Deserialize)]
-struct VerifiedClaims {
+pub(crate) struct VerifiedClaims {
     sub: Option<String>,
     scp: Option<String>,
     #[serde(default)]
     roles: Vec<String>,
 }
 
-/// Verifies bearer tokens.
+/// The checks of a token signed with `algorithm`: signature, `exp` and `nbf` with
+/// `leeway`, and `iss` and `aud` as configured.
+pub(crate) fn validation(
+    algorithm: Algorithm,
+    issuer: &str,
+    audiences: &[String],
+    leeway: Duration,
+) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(audiences);
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    validation.validate_nbf = true;
+    validation.leeway = leeway.as_secs();
+    validation
+}
+
+/// Verifies bearer tokens: HS256 ones with the local key, RS256/ES256 ones with the
+/// external issuer when there is one. The token's `alg` picks the verifier, and
+/// each verifier accepts only its own algorithms, so one kind of key can never be
+/// used as the other.
 #[derive(Clone)]
 pub struct Authenticator {
-    key: DecodingKey,
-    validation: Validation,
+    local_key: DecodingKey,
+    local: Validation,
+    external: Option<Arc<oidc::ExternalIssuer>>,
 }
 
 impl Authenticator {
-    /// Verifies tokens signed with the local key.
-    pub fn local(key: &SigningKey) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[LOCAL_ISSUER]);
-        validation.set_audience(&[LOCAL_AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        validation.validate_nbf = true;
-        validation.leeway = LEEWAY.as_secs();
+    /// Verifies tokens signed with the local key, allowing `leeway` of clock skew.
+    pub fn local(key: &SigningKey, leeway: Duration) -> Self {
         Self {
-            key: DecodingKey::from_secret(&key.secret),
-            validation,
+            local_key: DecodingKey::from_secret(&key.secret),
+            local: validation(
+                Algorithm::HS256,
+                LOCAL_ISSUER,
+                &[LOCAL_AUDIENCE.to_owned()],
+                leeway,
+            ),
+            external: None,
         }
+    }
+
+    /// Also accepts tokens of an external issuer.
+    #[must_use]
+    pub fn with_external(mut self, issuer: Arc<oidc::ExternalIssuer>) -> Self {
+        self.external = Some(issuer);
+        self
     }
 
     /// Verifies an `Authorization` header value (`Bearer <token>`).
@@ -251,12 +283,10 @@ impl Authenticator {
         else {
             return Err(Error::Unauthenticated(EMPTY_TOKEN));
         };
-        let data = jsonwebtoken::decode::<VerifiedClaims>(token, &self.key, &self.validation)
-            .map_err(|e| {
-                tracing::warn!(reason = %e, "access token rejected");
-                Error::Unauthenticated(INVALID_TOKEN)
-            })?;
-        let claims = data.claims;
+        let claims = self.verify(token).map_err(|reason| {
+            tracing::warn!(%reason, "access token rejected");
+            Error::Unauthenticated(INVALID_TOKEN)
+        })?;
         let mut permissions: Vec<String> = claims
             .scp
             .as_deref()
@@ -270,6 +300,26 @@ impl Authenticator {
             subject: claims.sub,
             permissions,
         })
+    }
+
+    fn verify(&self, token: &str) -> Result<VerifiedClaims, String> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
+        match header.alg {
+            Algorithm::HS256 => {
+                jsonwebtoken::decode::<VerifiedClaims>(token, &self.local_key, &self.local)
+                    .map(|data| data.claims)
+                    .map_err(|e| e.to_string())
+            }
+            Algorithm::RS256 | Algorithm::ES256 => match &self.external {
+                Some(issuer) => issuer.verify(token, &header),
+                None => Err(format!(
+                    "{:?} tokens need an external issuer (--oidc-issuer)",
+                    header.alg
+                )),
+            },
+            other => Err(format!("the algorithm {other:?} is not accepted")),
+        }
     }
 }
 
@@ -295,7 +345,7 @@ mod tests {
         let again = SigningKey::load_or_create(dir.path()).unwrap();
         assert_eq!(key.secret, again.secret);
 
-        let auth = Authenticator::local(&key);
+        let auth = Authenticator::local(&key, DEFAULT_LEEWAY);
         let token = key
             .issue("alice", &[READ_ALL.to_owned()], Duration::from_secs(60))
             .unwrap();
@@ -309,7 +359,7 @@ mod tests {
 
         let other = SigningKey::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
         assert!(
-            Authenticator::local(&other)
+            Authenticator::local(&other, DEFAULT_LEEWAY)
                 .authenticate(Some(&format!("Bearer {token}")))
                 .is_err()
         );
