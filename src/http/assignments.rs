@@ -12,7 +12,9 @@ use axum::{
 use bytes::Bytes;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
-use super::{ApiError, AppState, COLLECTION, RequestContext, graph_json, query::ListOptions};
+use super::{
+    ApiError, AppState, COLLECTION, RequestContext, Retry, graph_json, query::ListOptions,
+};
 use crate::{
     auth,
     domain::Error,
@@ -39,19 +41,20 @@ pub async fn create(
     let assignment =
         graph_json::parse_assignment(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
 
-    let request = state.upstream_request(
-        metadata,
-        CreateAssignmentRequest {
-            assignment: Some(assignment),
-        },
-    );
+    let mut assignment = assignment;
+    // With an id, a create is idempotent, so it can be retried safely (here, and
+    // by the caller).
+    if assignment.id.is_none() {
+        assignment.id = Some(uuid::Uuid::new_v4().to_string());
+    }
+    let message = CreateAssignmentRequest {
+        assignment: Some(assignment),
+    };
     let created = state
-        .upstream
-        .clone()
-        .create_assignment(request)
-        .await
-        .map_err(|status| ApiError::from_status(&status))?
-        .into_inner();
+        .call(metadata, message, Retry::Once, |mut c, r| async move {
+            c.create_assignment(r).await
+        })
+        .await?;
 
     let collection_path = uri.path().trim_end_matches("/$ref");
     let location = format!(
@@ -78,14 +81,14 @@ pub async fn get(
     let Path(id) = id.map_err(|_| {
         ApiError::bad_request("The id in the URL is not valid percent-encoded UTF-8.")
     })?;
-    let request = state.upstream_request(metadata, GetAssignmentRequest { id });
     let found = state
-        .upstream
-        .clone()
-        .get_assignment(request)
-        .await
-        .map_err(|status| ApiError::from_status(&status))?
-        .into_inner();
+        .call(
+            metadata,
+            GetAssignmentRequest { id },
+            Retry::Once,
+            |mut c, r| async move { c.get_assignment(r).await },
+        )
+        .await?;
 
     let prefix = uri.path().split(COLLECTION).next().unwrap_or_default();
     let context_url = format!(
@@ -129,14 +132,11 @@ pub async fn list(
         order_by: options.orderby.clone(),
         include_total_count: options.count,
     };
-    let request = state.upstream_request(metadata, message);
     let page = state
-        .upstream
-        .clone()
-        .list_assignments(request)
-        .await
-        .map_err(|status| ApiError::from_status(&status))?
-        .into_inner();
+        .call(metadata, message, Retry::Once, |mut c, r| async move {
+            c.list_assignments(r).await
+        })
+        .await?;
 
     let origin = origin(&headers);
     let prefix = uri.path().split(COLLECTION).next().unwrap_or_default();
@@ -172,13 +172,16 @@ pub async fn delete(
     let Path(id) = id.map_err(|_| {
         ApiError::bad_request("The id in the URL is not valid percent-encoded UTF-8.")
     })?;
-    let request = state.upstream_request(metadata, DeleteAssignmentRequest { id });
+    // Not retried: a delete that reached the service before the failure would
+    // answer 404 the second time.
     state
-        .upstream
-        .clone()
-        .delete_assignment(request)
-        .await
-        .map_err(|status| ApiError::from_status(&status))?;
+        .call(
+            metadata,
+            DeleteAssignmentRequest { id },
+            Retry::Never,
+            |mut c, r| async move { c.delete_assignment(r).await },
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

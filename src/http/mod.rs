@@ -8,7 +8,7 @@ mod error;
 pub mod graph_json;
 mod query;
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use axum::{
     Router,
@@ -57,17 +57,51 @@ impl AppState {
         }
     }
 
-    /// An upstream call's request: the caller's metadata and the deadline.
-    fn upstream_request<T>(
+    /// Calls the upstream with the caller's metadata and the request's deadline.
+    /// An idempotent call that finds the upstream unavailable is tried once more
+    /// (on a balanced channel, usually on another instance).
+    async fn call<T, R, F, Fut>(
         &self,
         metadata: tonic::metadata::MetadataMap,
         message: T,
-    ) -> tonic::Request<T> {
-        let mut request =
-            tonic::Request::from_parts(metadata, tonic::Extensions::default(), message);
-        request.set_timeout(self.request_timeout);
-        request
+        retry: Retry,
+        rpc: F,
+    ) -> Result<R, ApiError>
+    where
+        T: Clone,
+        F: Fn(EntitlementManagementClient<Channel>, tonic::Request<T>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        let attempt = || {
+            let mut request = tonic::Request::from_parts(
+                metadata.clone(),
+                tonic::Extensions::default(),
+                message.clone(),
+            );
+            request.set_timeout(self.request_timeout);
+            rpc(self.upstream.clone(), request)
+        };
+        let result = match attempt().await {
+            Err(status) if status.code() == tonic::Code::Unavailable && retry == Retry::Once => {
+                tracing::debug!(
+                    grpc.message = status.message(),
+                    "upstream unavailable; retrying once"
+                );
+                attempt().await
+            }
+            other => other,
+        };
+        result
+            .map(tonic::Response::into_inner)
+            .map_err(|status| ApiError::from_status(&status))
     }
+}
+
+/// Whether an upstream call may be repeated when the upstream was unavailable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    Once,
+    Never,
 }
 
 /// The ids of one HTTP request, for its response, its logs and its upstream call.

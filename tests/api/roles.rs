@@ -148,3 +148,62 @@ async fn oversized_headers_are_431() {
         .unwrap();
     assert_graph_error(response, 431, "RequestHeaderFieldsTooLarge").await;
 }
+
+#[tokio::test]
+async fn a_dead_upstream_among_live_ones_fails_no_request() {
+    let grpc_dir = tempfile::tempdir().unwrap();
+    let gateway_dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::load_or_create(grpc_dir.path()).unwrap();
+    let token = key
+        .issue(
+            "t",
+            &["EntitlementManagement.ReadWrite.All".into()],
+            Duration::from_secs(600),
+        )
+        .unwrap();
+
+    let live = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let live_addr = live.local_addr().unwrap();
+    let dead_addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let grpc = Process::start(
+        Role::Grpc,
+        grpc_dir.path(),
+        &[],
+        Listeners {
+            http: None,
+            grpc: Some(live),
+        },
+    )
+    .await;
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collection = format!("http://{}/beta{COLLECTION}", http.local_addr().unwrap());
+    let gateway = Process::start(
+        Role::Gateway,
+        gateway_dir.path(),
+        &[format!("http://{dead_addr}"), format!("http://{live_addr}")],
+        Listeners {
+            http: Some(http),
+            grpc: None,
+        },
+    )
+    .await;
+
+    let client = reqwest::Client::new();
+    for _ in 0..20 {
+        let response = client
+            .post(&collection)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(SEED_REQUEST)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+    }
+    gateway.stop().await;
+    grpc.stop().await;
+}
