@@ -7,5 +7,6 @@ mod http_create;
 mod http_errors;
 mod http_list;
 mod lifecycle;
+mod load;
 mod oidc;
 mod roles;
