@@ -88,6 +88,10 @@ pub struct ServeArgs {
     #[arg(long, env = "ENTITLEMENT_GATEWAY_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
+    /// Database of the gRPC service: sqlite://PATH or postgres://USER@HOST/DB (default: SQLite in the data dir).
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_DATABASE_URL")]
+    pub database_url: Option<String>,
+
     /// Seconds a request may take: HTTP requests then answer 504, and the same deadline goes upstream as grpc-timeout.
     #[arg(long, env = "ENTITLEMENT_GATEWAY_REQUEST_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,

@@ -48,7 +48,6 @@ use crate::{
     grpc::GrpcService,
     proto::v1::entitlement_management_server::EntitlementManagementServer,
     service::AssignmentService,
-    storage::SqliteStore,
 };
 
 /// The file name of the SQLite database in the data dir.
@@ -199,12 +198,16 @@ async fn grpc_server(
             config.data_dir.display()
         )
     })?;
-    let database = config.data_dir.join(DATABASE_FILE);
-    let store = SqliteStore::open(&database)
+    let database_url = config
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", config.data_dir.join(DATABASE_FILE).display()));
+    // The URL is not repeated in the error: it may hold a password.
+    let store = storage::open(&database_url)
         .await
-        .with_context(|| format!("cannot open the database {}", database.display()))?;
+        .context("cannot open the database")?;
     let page_tokens = paging::PageTokens::new(key.derive("entitlement-gateway page tokens v1"));
-    let service = AssignmentService::new(Arc::new(store), page_tokens);
+    let service = AssignmentService::new(store, page_tokens);
     let mut authenticator = Authenticator::local(&key, config.clock_skew());
     if let Some(oidc) = config.oidc()? {
         authenticator = authenticator.with_external(auth::oidc::ExternalIssuer::start(oidc).await?);

@@ -343,6 +343,9 @@ impl<'a> Parser<'a> {
                 }
             },
             (Property::ExpiredDateTime, _) => mismatch(),
+            (_, Token::Quoted(text)) if text.contains('\0') => self.error(
+                "a string literal contains the NUL character (U+0000), which no property can hold",
+            ),
             (_, Token::Quoted(text)) => Ok(Value::Text(text.clone())),
             _ => mismatch(),
         }
@@ -452,6 +455,7 @@ mod tests {
             ("(targetId eq 'a'", "expected ')'"),
             ("targetId eq 'a')", "expected 'and', 'or'"),
             ("TargetId eq 'a'", "not a property"),
+            ("targetId eq 'a\0b'", "NUL"),
         ];
         for (text, needle) in cases {
             let error = parse(text).unwrap_err();

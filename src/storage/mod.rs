@@ -1,13 +1,20 @@
 //! Where assignments are kept: the [`Store`] trait every backend implements, and its
-//! error. Backends live one per file; the fronts only ever see `Arc<dyn Store>`
-//! through the service.
+//! error. Backends live one per file (SQLite, PostgreSQL: both the one sqlx
+//! implementation, [`SqlStore`], opened their own way); [`open`] picks one by URL.
+//! The fronts only ever see `Arc<dyn Store>` through the service.
 
+mod postgres;
 mod sql;
 mod sqlite;
+mod sqlx_store;
+
+use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use sqlx_store::{Dialect, SqlStore};
 
 use crate::domain::{Assignment, AssignmentId, filter::Filter};
 
@@ -122,4 +129,36 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`] when it does not.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the store a database URL names, choosing the backend by its scheme:
+/// `sqlite://PATH` or `sqlite:PATH` for a SQLite file (created if missing),
+/// `postgres://…` or `postgresql://…` for PostgreSQL. Migrations are applied.
+///
+/// # Errors
+/// [`StoreError::Internal`] for any other scheme or an invalid URL; otherwise as
+/// the backend's `open`.
+pub async fn open(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    let scheme = database_url
+        .split_once(':')
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("sqlite") => {
+            let rest = &database_url["sqlite:".len()..];
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                return Err(StoreError::Internal(
+                    "the sqlite: database URL names no file (use sqlite://PATH)".into(),
+                ));
+            }
+            Ok(Arc::new(SqliteStore::open(Path::new(path)).await?))
+        }
+        Some("postgres" | "postgresql") => Ok(Arc::new(PostgresStore::open(database_url).await?)),
+        // The URL itself is not repeated: it may hold a password.
+        _ => Err(StoreError::Internal(
+            "unsupported database URL: it must start with sqlite://PATH (or sqlite:PATH), \
+             postgres:// or postgresql://"
+                .into(),
+        )),
+    }
 }

@@ -172,6 +172,7 @@ pub fn serve_args(role: Role, data_dir: &std::path::Path, upstreams: &[String]) 
         http_addr: "127.0.0.1:0".parse().unwrap(),
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.to_path_buf(),
+        database_url: None,
         request_timeout_secs: 30,
         shutdown_timeout_secs: 10,
         oidc_issuer: None,

@@ -49,10 +49,14 @@ async fn sixty_four_clients_creating_for_two_seconds() {
     assert_eq!(unique.len(), acknowledged.len(), "every id unique");
     assert!(acknowledged.len() >= 64);
 
-    let filter = form_urlencoded::byte_serialize(format!("accessPackageId eq '{package}'").as_bytes()).collect::<String>();
+    let filter =
+        form_urlencoded::byte_serialize(format!("accessPackageId eq '{package}'").as_bytes())
+            .collect::<String>();
     let page: Value = app
         .http
-        .get(app.url(&format!("/beta{COLLECTION}?$filter={filter}&$count=true&$top=1")))
+        .get(app.url(&format!(
+            "/beta{COLLECTION}?$filter={filter}&$count=true&$top=1"
+        )))
         .bearer_auth(&app.token)
         .send()
         .await
@@ -60,5 +64,9 @@ async fn sixty_four_clients_creating_for_two_seconds() {
         .json()
         .await
         .unwrap();
-    assert_eq!(page["@odata.count"], acknowledged.len(), "the store holds exactly the 201s");
+    assert_eq!(
+        page["@odata.count"],
+        acknowledged.len(),
+        "the store holds exactly the 201s"
+    );
 }

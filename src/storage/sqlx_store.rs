@@ -1,0 +1,259 @@
+//! The one [`Store`] implementation the SQL backends share: [`SqlStore`], over any
+//! sqlx database that says what differs about it through [`Dialect`] (placeholder
+//! syntax, which errors are transient). Each backend only opens its pool and
+//! applies its migrations.
+
+use async_trait::async_trait;
+use sqlx::{
+    Database, Encode, Executor, FromRow, IntoArguments, Pool, Type, error::DatabaseError,
+    migrate::MigrateError, query::QueryAs,
+};
+
+use super::{
+    Inserted, ListPage, ListQuery, Store, StoreError,
+    sql::{Bind, COLUMNS, Where, order_by},
+};
+use crate::domain::{Assignment, AssignmentId, DateTimeOffset};
+
+/// What differs between the sqlx databases a [`SqlStore`] runs on.
+pub trait Dialect: Database {
+    /// The n-th (1-based) placeholder: `?` or `$n`.
+    fn placeholder(n: usize) -> String;
+
+    /// Whether an error the database reported may go away on a retry (it is busy,
+    /// shutting down, or a transaction lost a conflict).
+    fn transient(error: &dyn DatabaseError) -> bool;
+
+    /// How many rows a statement changed.
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+
+    /// Sorts a driver error into "retry may help" ([`StoreError::Unavailable`]) and
+    /// "it will not" ([`StoreError::Internal`]).
+    fn classify(error: sqlx::Error) -> StoreError {
+        let transient = match &error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+            sqlx::Error::Database(db) => Self::transient(db.as_ref()),
+            _ => false,
+        };
+        if transient {
+            StoreError::Unavailable(Box::new(error))
+        } else {
+            StoreError::Internal(Box::new(error))
+        }
+    }
+
+    /// A migration failure: transient when the database failed under it.
+    fn migrate_failed(error: MigrateError) -> StoreError {
+        match error {
+            MigrateError::Execute(e) => Self::classify(e),
+            other => StoreError::Internal(Box::new(other)),
+        }
+    }
+}
+
+/// Assignments in a SQL database reached through a sqlx pool.
+#[derive(Debug)]
+pub struct SqlStore<DB: Database> {
+    pool: Pool<DB>,
+}
+
+impl<DB: Database> SqlStore<DB> {
+    /// A store over `pool`, whose database is already migrated.
+    pub(super) fn new(pool: Pool<DB>) -> Self {
+        Self { pool }
+    }
+}
+
+impl<DB: Database> Clone for SqlStore<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+/// An assignment as stored: the columns of [`COLUMNS`], in order.
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: String,
+    catalog_id: Option<String>,
+    access_package_id: String,
+    assignment_policy_id: String,
+    target_id: String,
+    assignment_status: Option<String>,
+    assignment_state: Option<String>,
+    is_extended: Option<bool>,
+    expired_ticks: Option<i64>,
+    expired_offset_minutes: Option<i32>,
+}
+
+impl TryFrom<Row> for Assignment {
+    type Error = StoreError;
+
+    fn try_from(row: Row) -> Result<Self, StoreError> {
+        let corrupt = |what: &str| StoreError::Internal(format!("stored {what} is invalid").into());
+        let expired_date_time = match (row.expired_ticks, row.expired_offset_minutes) {
+            (Some(ticks), Some(offset)) => Some(
+                DateTimeOffset::from_ticks(ticks, offset)
+                    .map_err(|_| corrupt("expiredDateTime"))?,
+            ),
+            _ => None,
+        };
+        Ok(Assignment {
+            id: row.id.parse::<AssignmentId>().map_err(|_| corrupt("id"))?,
+            catalog_id: row.catalog_id,
+            access_package_id: row.access_package_id,
+            assignment_policy_id: row.assignment_policy_id,
+            target_id: row.target_id,
+            assignment_status: row.assignment_status,
+            assignment_state: row.assignment_state,
+            is_extended: row.is_extended,
+            expired_date_time,
+        })
+    }
+}
+
+/// Adds the binds of a [`Where`] clause to a query, in placeholder order.
+fn bind_all<'q, DB, O>(
+    mut query: QueryAs<'q, DB, O, DB::Arguments<'q>>,
+    binds: Vec<Bind>,
+) -> QueryAs<'q, DB, O, DB::Arguments<'q>>
+where
+    DB: Database,
+    String: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    bool: Encode<'q, DB> + Type<DB>,
+{
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text),
+            Bind::Int(int) => query.bind(int),
+            Bind::Bool(b) => query.bind(b),
+        };
+    }
+    query
+}
+
+/// How many times an insert is tried when the row it conflicted with is gone by
+/// the time it is read (deleted in between).
+const INSERT_ATTEMPTS: usize = 3;
+
+#[async_trait]
+impl<DB> Store for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'r> Row: FromRow<'r, DB::Row>,
+    for<'r> (i64,): FromRow<'r, DB::Row>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
+{
+    async fn insert(&self, a: &Assignment) -> Result<Inserted, StoreError> {
+        let placeholders: Vec<String> = (1..=10).map(DB::placeholder).collect();
+        let sql = format!(
+            "INSERT INTO assignments ({COLUMNS}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
+            placeholders.join(", ")
+        );
+        let expired = a.expired_date_time.as_ref();
+        for _ in 0..INSERT_ATTEMPTS {
+            let result = sqlx::query(&sql)
+                .bind(a.id.to_string())
+                .bind(a.catalog_id.clone())
+                .bind(a.access_package_id.clone())
+                .bind(a.assignment_policy_id.clone())
+                .bind(a.target_id.clone())
+                .bind(a.assignment_status.clone())
+                .bind(a.assignment_state.clone())
+                .bind(a.is_extended)
+                .bind(expired.map(DateTimeOffset::ticks))
+                .bind(expired.map(DateTimeOffset::offset_minutes))
+                .execute(&self.pool)
+                .await
+                .map_err(DB::classify)?;
+            if DB::rows_affected(&result) == 1 {
+                return Ok(Inserted::Created);
+            }
+            // The conflicting row is committed (the insert waited for it), so a
+            // later statement sees it, unless it was deleted meanwhile: then retry.
+            if let Some(existing) = self.get(&a.id).await? {
+                return Ok(Inserted::Existing(existing));
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the id kept being inserted and deleted concurrently".into(),
+        ))
+    }
+
+    async fn get(&self, id: &AssignmentId) -> Result<Option<Assignment>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM assignments WHERE id = {}",
+            DB::placeholder(1)
+        );
+        let row: Option<Row> = sqlx::query_as(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(DB::classify)?;
+        row.map(Assignment::try_from).transpose()
+    }
+
+    async fn list(&self, query: ListQuery<'_>) -> Result<ListPage, StoreError> {
+        let mut page = Where::new(DB::placeholder);
+        page.push(
+            query.filter,
+            query.after.as_ref().map(|cursor| (cursor, query.order)),
+        );
+        let sql = format!(
+            "SELECT {COLUMNS} FROM assignments WHERE {} ORDER BY {} LIMIT {}",
+            page.sql,
+            order_by(query.order),
+            query.limit
+        );
+        let rows: Vec<Row> = bind_all(sqlx::query_as(&sql), page.binds)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(DB::classify)?;
+        let items = rows
+            .into_iter()
+            .map(Assignment::try_from)
+            .collect::<Result<_, _>>()?;
+
+        let total = if query.count {
+            let mut all = Where::new(DB::placeholder);
+            all.push(query.filter, None);
+            let sql = format!("SELECT COUNT(*) FROM assignments WHERE {}", all.sql);
+            let (count,): (i64,) = bind_all(sqlx::query_as(&sql), all.binds)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(DB::classify)?;
+            Some(count.unsigned_abs())
+        } else {
+            None
+        };
+        Ok(ListPage { items, total })
+    }
+
+    async fn delete(&self, id: &AssignmentId) -> Result<bool, StoreError> {
+        let sql = format!("DELETE FROM assignments WHERE id = {}", DB::placeholder(1));
+        let result = sqlx::query(&sql)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(DB::classify)?;
+        Ok(DB::rows_affected(&result) > 0)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(DB::classify)
+    }
+}
