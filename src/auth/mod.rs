@@ -109,15 +109,24 @@ impl SigningKey {
         }
         let mut secret = vec![0u8; 32];
         getrandom::fill(&mut secret).map_err(io::Error::other)?;
-        let created = fs::OpenOptions::new()
+        // Written in full to a private file first, then linked into place: a
+        // process reading the key never sees a half-written file, and when two
+        // create it at once, the first link wins and both use that key.
+        let staging = data_dir.join(format!(".{KEY_FILE}.{}", uuid::Uuid::new_v4().simple()));
+        let mut file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path);
-        match created {
-            Ok(mut file) => {
-                file.write_all(format!("{}\n", STANDARD.encode(&secret)).as_bytes())?;
-                file.sync_all()?;
+            .open(&staging)?;
+        file.write_all(format!("{}\n", STANDARD.encode(&secret)).as_bytes())?;
+        file.sync_all()?;
+        drop(file);
+        let linked = fs::hard_link(&staging, &path);
+        fs::remove_file(&staging)?;
+        match linked {
+            Ok(()) => {
+                // The new name must survive a crash too.
+                fs::File::open(data_dir)?.sync_all()?;
                 tracing::info!(path = %path.display(), "created a new signing key");
                 Ok(Self { secret })
             }
@@ -332,6 +341,25 @@ pub fn bearer_token(authorization: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrent_first_starts_agree_on_one_complete_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let secrets: Vec<Vec<u8>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| scope.spawn(|| SigningKey::load_or_create(dir.path()).unwrap().secret))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert!(secrets.iter().all(|s| s == &secrets[0] && s.len() == 32));
+            let names: Vec<_> = fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, [KEY_FILE], "no staging file left behind");
+        }
+    }
 
     #[test]
     fn tokens_verify_and_carry_their_scopes() {

@@ -48,6 +48,8 @@ pub struct TestApp {
     pub http_base: String,
     pub grpc_base: String,
     pub data_dir: Arc<TempDir>,
+    /// The database, when not SQLite in the data dir.
+    pub database_url: Option<String>,
     pub http: reqwest::Client,
     /// A token with EntitlementManagement.ReadWrite.All.
     pub token: String,
@@ -56,14 +58,16 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    /// Starts the app on a new data dir.
+    /// Starts the app on a new data dir (and a new database, see [`new_database`]).
     pub async fn spawn() -> Self {
-        Self::spawn_in(Arc::new(tempfile::tempdir().expect("temp dir"))).await
+        Self::spawn_with(Arc::new(tempfile::tempdir().expect("temp dir")), |_| {}).await
     }
 
-    /// Starts the app on an existing data dir (to test restarts).
-    pub async fn spawn_in(data_dir: Arc<TempDir>) -> Self {
-        Self::spawn_with(data_dir, |_| {}).await
+    /// Stops the app and starts it again on the same data dir and database.
+    pub async fn restart(self) -> Self {
+        let database_url = self.database_url.clone();
+        let data_dir = self.stop().await;
+        Self::start(data_dir, database_url, |_| {}).await
     }
 
     /// Starts the app on `data_dir` with settings changed by `configure`.
@@ -71,7 +75,16 @@ impl TestApp {
         data_dir: Arc<TempDir>,
         configure: impl FnOnce(&mut ServeArgs),
     ) -> Self {
+        Self::start(data_dir, new_database().await, configure).await
+    }
+
+    async fn start(
+        data_dir: Arc<TempDir>,
+        database_url: Option<String>,
+        configure: impl FnOnce(&mut ServeArgs),
+    ) -> Self {
         let mut config = serve_args(Role::All, data_dir.path(), &[]);
+        config.database_url = database_url.clone();
         configure(&mut config);
         let listeners = Listeners {
             http: Some(TcpListener::bind(config.http_addr).await.unwrap()),
@@ -95,6 +108,7 @@ impl TestApp {
             http_base,
             grpc_base,
             data_dir,
+            database_url,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -162,6 +176,33 @@ impl TestApp {
         self.task.await.expect("app task").expect("app ran cleanly");
         self.data_dir
     }
+}
+
+/// The database of a new app: SQLite in its data dir (`None`), unless
+/// `ENTITLEMENT_GATEWAY_TEST_BACKEND=postgres`, which runs every app on a new
+/// PostgreSQL database made with the admin URL `ENTITLEMENT_GATEWAY_TEST_POSTGRES`
+/// (default `postgres://postgres@127.0.0.1:5432/test`). The databases are named
+/// `eg_test_*`; `.ci/run` drops them after the run.
+pub async fn new_database() -> Option<String> {
+    use sqlx::Connection as _;
+    if std::env::var("ENTITLEMENT_GATEWAY_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return None;
+    }
+    let admin = std::env::var("ENTITLEMENT_GATEWAY_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let mut connection = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("ENTITLEMENT_GATEWAY_TEST_BACKEND=postgres needs a reachable PostgreSQL");
+    let name = format!("eg_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!(
+        "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"
+    ))
+    .execute(&mut connection)
+    .await
+    .expect("CREATE DATABASE");
+    let base = admin.split('?').next().unwrap_or_default();
+    let (server, _) = base.rsplit_once('/').expect("an admin URL with a database");
+    Some(format!("{server}/{name}"))
 }
 
 /// The settings of a process with this role, on 127.0.0.1 port 0.

@@ -109,9 +109,7 @@ async fn a_restart_on_the_same_data_dir_keeps_assignments() {
         .json()
         .await
         .unwrap();
-    let data_dir = app.stop().await;
-
-    let app = TestApp::spawn_in(data_dir).await;
+    let app = app.restart().await;
     let response = app
         .get_assignment("/beta", created["id"].as_str().unwrap())
         .await;
