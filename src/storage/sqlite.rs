@@ -41,7 +41,9 @@ impl SqlStore<Sqlite> {
             .await
             .map_err(Sqlite::classify)?;
         MIGRATOR.run(&pool).await.map_err(Sqlite::migrate_failed)?;
-        Ok(Self::new(pool))
+        // SQLite has one writer at a time and syncs on every commit: sharing commits
+        // is what lets durable creates scale with concurrency.
+        Ok(Self::new(pool).with_group_commit())
     }
 }
 

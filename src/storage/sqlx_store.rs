@@ -8,6 +8,7 @@ use sqlx::{
     Database, Encode, Executor, FromRow, IntoArguments, Pool, Type, error::DatabaseError,
     migrate::MigrateError, query::QueryAs,
 };
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Inserted, ListPage, ListQuery, Store, StoreError,
@@ -55,12 +56,24 @@ pub trait Dialect: Database {
 #[derive(Debug)]
 pub struct SqlStore<DB: Database> {
     pool: Pool<DB>,
+    /// With group commit: the queue of the one task that writes inserts.
+    writer: Option<mpsc::Sender<InsertJob>>,
 }
+
+/// One insert waiting for the group-commit writer.
+#[derive(Debug)]
+struct InsertJob {
+    assignment: Assignment,
+    done: oneshot::Sender<Result<Inserted, StoreError>>,
+}
+
+/// The most inserts one group commit carries.
+const MAX_GROUP: usize = 256;
 
 impl<DB: Database> SqlStore<DB> {
     /// A store over `pool`, whose database is already migrated.
     pub(super) fn new(pool: Pool<DB>) -> Self {
-        Self { pool }
+        Self { pool, writer: None }
     }
 }
 
@@ -68,13 +81,14 @@ impl<DB: Database> Clone for SqlStore<DB> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
+            writer: self.writer.clone(),
         }
     }
 }
 
 /// An assignment as stored: the columns of [`COLUMNS`], in order.
 #[derive(sqlx::FromRow)]
-struct Row {
+pub struct Row {
     id: String,
     catalog_id: Option<String>,
     access_package_id: String,
@@ -138,6 +152,144 @@ where
 /// the time it is read (deleted in between).
 const INSERT_ATTEMPTS: usize = 3;
 
+/// The SQL of an insert that leaves an existing row alone.
+fn insert_sql<DB: Dialect>() -> String {
+    let placeholders: Vec<String> = (1..=10).map(DB::placeholder).collect();
+    format!(
+        "INSERT INTO assignments ({COLUMNS}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
+        placeholders.join(", ")
+    )
+}
+
+/// Inserts `a` on `connection` (inside a transaction, for group commit); on a
+/// conflict, reads the row that is there.
+async fn insert_on<DB>(
+    connection: &mut DB::Connection,
+    sql: &str,
+    a: &Assignment,
+) -> Result<Inserted, sqlx::Error>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'r> Row: FromRow<'r, DB::Row>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
+{
+    let expired = a.expired_date_time.as_ref();
+    let result = sqlx::query(sql)
+        .bind(a.id.to_string())
+        .bind(a.catalog_id.clone())
+        .bind(a.access_package_id.clone())
+        .bind(a.assignment_policy_id.clone())
+        .bind(a.target_id.clone())
+        .bind(a.assignment_status.clone())
+        .bind(a.assignment_state.clone())
+        .bind(a.is_extended)
+        .bind(expired.map(DateTimeOffset::ticks))
+        .bind(expired.map(DateTimeOffset::offset_minutes))
+        .execute(&mut *connection)
+        .await?;
+    if DB::rows_affected(&result) == 1 {
+        return Ok(Inserted::Created);
+    }
+    let select = format!(
+        "SELECT {COLUMNS} FROM assignments WHERE id = {}",
+        DB::placeholder(1)
+    );
+    let row: Row = sqlx::query_as(&select)
+        .bind(a.id.to_string())
+        .fetch_one(&mut *connection)
+        .await?;
+    Assignment::try_from(row)
+        .map(Inserted::Existing)
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'r> Row: FromRow<'r, DB::Row>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
+{
+    /// Group commit: inserts go through one writer task, which puts every insert
+    /// that queued up while the previous commit was being synced into one
+    /// transaction, so concurrent creates share one commit (and one fsync)
+    /// instead of each paying for its own.
+    #[must_use]
+    pub(super) fn with_group_commit(mut self) -> Self {
+        let (queue, jobs) = mpsc::channel(MAX_GROUP * 4);
+        tokio::spawn(write_groups::<DB>(self.pool.clone(), jobs));
+        self.writer = Some(queue);
+        self
+    }
+}
+
+/// The group-commit writer: runs until every store handle is gone.
+async fn write_groups<DB>(pool: Pool<DB>, mut jobs: mpsc::Receiver<InsertJob>)
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'r> Row: FromRow<'r, DB::Row>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
+{
+    let sql = insert_sql::<DB>();
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
+        // Callers that gave up (timed out, disconnected) need no write.
+        group.retain(|job: &InsertJob| !job.done.is_closed());
+        if group.is_empty() {
+            continue;
+        }
+        let outcome: Result<Vec<Inserted>, sqlx::Error> = async {
+            let mut transaction = pool.begin().await?;
+            let mut outcomes = Vec::with_capacity(group.len());
+            for job in &group {
+                outcomes.push(insert_on::<DB>(&mut transaction, &sql, &job.assignment).await?);
+            }
+            transaction.commit().await?;
+            Ok(outcomes)
+        }
+        .await;
+        match outcome {
+            Ok(outcomes) => {
+                tracing::trace!(inserts = outcomes.len(), "group committed");
+                for (job, inserted) in group.drain(..).zip(outcomes) {
+                    let _ = job.done.send(Ok(inserted));
+                }
+            }
+            Err(error) => {
+                // Nothing of the group was committed; each caller gets the error.
+                let transient = matches!(DB::classify(error), StoreError::Unavailable(_));
+                let message = "the group commit of this insert failed (logged where it happened)";
+                tracing::error!(inserts = group.len(), transient, "group commit failed");
+                for job in group.drain(..) {
+                    let error = if transient {
+                        StoreError::Unavailable(message.into())
+                    } else {
+                        StoreError::Internal(message.into())
+                    };
+                    let _ = job.done.send(Err(error));
+                }
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl<DB> Store for SqlStore<DB>
 where
@@ -155,34 +307,28 @@ where
     for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
 {
     async fn insert(&self, a: &Assignment) -> Result<Inserted, StoreError> {
-        let placeholders: Vec<String> = (1..=10).map(DB::placeholder).collect();
-        let sql = format!(
-            "INSERT INTO assignments ({COLUMNS}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
-            placeholders.join(", ")
-        );
-        let expired = a.expired_date_time.as_ref();
-        for _ in 0..INSERT_ATTEMPTS {
-            let result = sqlx::query(&sql)
-                .bind(a.id.to_string())
-                .bind(a.catalog_id.clone())
-                .bind(a.access_package_id.clone())
-                .bind(a.assignment_policy_id.clone())
-                .bind(a.target_id.clone())
-                .bind(a.assignment_status.clone())
-                .bind(a.assignment_state.clone())
-                .bind(a.is_extended)
-                .bind(expired.map(DateTimeOffset::ticks))
-                .bind(expired.map(DateTimeOffset::offset_minutes))
-                .execute(&self.pool)
+        if let Some(writer) = &self.writer {
+            let (done, outcome) = oneshot::channel();
+            let job = InsertJob {
+                assignment: a.clone(),
+                done,
+            };
+            writer
+                .send(job)
                 .await
-                .map_err(DB::classify)?;
-            if DB::rows_affected(&result) == 1 {
-                return Ok(Inserted::Created);
-            }
-            // The conflicting row is committed (the insert waited for it), so a
-            // later statement sees it, unless it was deleted meanwhile: then retry.
-            if let Some(existing) = self.get(&a.id).await? {
-                return Ok(Inserted::Existing(existing));
+                .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
+            return outcome
+                .await
+                .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
+        }
+        let sql = insert_sql::<DB>();
+        for _ in 0..INSERT_ATTEMPTS {
+            let mut connection = self.pool.acquire().await.map_err(DB::classify)?;
+            match insert_on::<DB>(&mut connection, &sql, a).await {
+                Ok(inserted) => return Ok(inserted),
+                // The conflicting row was deleted between the insert and the read.
+                Err(sqlx::Error::RowNotFound) => continue,
+                Err(e) => return Err(DB::classify(e)),
             }
         }
         Err(StoreError::Unavailable(
