@@ -15,6 +15,7 @@
 //! - [`service`]: the operations and every validation rule.
 //! - [`domain`]: the assignment and its value types (ids, DateTimeOffset).
 //! - [`storage`]: the [`storage::Store`] trait and its backends.
+//! - [`upstream`]: the front's balanced, health-checked channel to the service.
 //! - [`auth`]: the local signing key, minting and verifying bearer tokens.
 //! - [`proto`]: the generated code. [`shutdown`], [`telemetry`]: signals and logs.
 //!
@@ -32,14 +33,15 @@ pub mod service;
 pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
+pub mod upstream;
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::{
@@ -132,8 +134,8 @@ pub async fn run(
             Some((grpc_addr, _)) => vec![format!("http://{}", connectable(*grpc_addr))],
             None => config.upstreams.clone(),
         };
-        let channel = upstream_channel(&upstreams)?;
-        let app = http::router(http::AppState::new(channel, config.request_timeout()));
+        let upstreams = upstream::Upstreams::connect(&upstreams)?;
+        let app = http::router(http::AppState::new(upstreams, config.request_timeout()));
         let serving =
             axum::serve(listener, app).with_graceful_shutdown(http_stop.clone().cancelled_owned());
         http = Some((
@@ -231,38 +233,6 @@ async fn grpc_server(
         .add_service(reflection().build_v1alpha()?)
         .add_service(GrpcService::server(service, authenticator)))
 }
-
-/// The channel the HTTP front calls the gRPC service on: one endpoint, or a
-/// balanced set (calls go to endpoints that are connected and ready; one that
-/// fails is left out until it reconnects).
-fn upstream_channel(urls: &[String]) -> anyhow::Result<Channel> {
-    anyhow::ensure!(
-        !urls.is_empty(),
-        "--role gateway needs at least one --upstream URL"
-    );
-    let endpoints = urls
-        .iter()
-        .map(|url| {
-            Endpoint::from_shared(url.clone())
-                .with_context(|| format!("invalid upstream URL {url:?}"))
-                .map(|endpoint| {
-                    endpoint
-                        // A dead upstream must cost a caller little: fail fast, answer 503.
-                        .connect_timeout(UPSTREAM_CONNECT_TIMEOUT)
-                        .tcp_nodelay(true)
-                        .http2_keep_alive_interval(Duration::from_secs(20))
-                        .keep_alive_timeout(Duration::from_secs(10))
-                })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(match <[Endpoint; 1]>::try_from(endpoints) {
-        Ok([endpoint]) => endpoint.connect_lazy(),
-        Err(endpoints) => Channel::balance_list(endpoints.into_iter()),
-    })
-}
-
-/// How long the gateway waits for a TCP connection to an upstream.
-const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Waits for a server to finish its in-flight requests, until `deadline`.
 async fn drain(name: &str, task: JoinHandle<anyhow::Result<()>>, deadline: tokio::time::Instant) {

@@ -136,7 +136,8 @@ impl ApiError {
                 retry_after: Some(retry_after(status)),
                 ..passed(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests")
             },
-            Code::Unavailable => {
+            // UNKNOWN is how a connection lost in mid-call shows.
+            Code::Unavailable | Code::Unknown => {
                 tracing::warn!(grpc.code = ?status.code(), grpc.message = status.message(), "upstream unavailable");
                 Self {
                     retry_after: Some(retry_after(status)),

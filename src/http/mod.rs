@@ -12,7 +12,7 @@ use std::{future::Future, time::Duration};
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, Request},
+    extract::{DefaultBodyLimit, Request, State},
     http::{HeaderName, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse as _, Response},
@@ -24,7 +24,9 @@ use uuid::Uuid;
 
 pub use error::ApiError;
 
-use crate::proto::v1::entitlement_management_client::EntitlementManagementClient;
+use crate::{
+    proto::v1::entitlement_management_client::EntitlementManagementClient, upstream::Upstreams,
+};
 
 /// The version prefixes the API answers on, "" included.
 pub const PREFIXES: [&str; 4] = ["", "/beta", "/v1.0", "/localtest"];
@@ -44,15 +46,15 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    upstream: EntitlementManagementClient<Channel>,
+    upstreams: Upstreams,
     /// The deadline of each request, sent upstream as `grpc-timeout`.
     request_timeout: Duration,
 }
 
 impl AppState {
-    pub fn new(channel: Channel, request_timeout: Duration) -> Self {
+    pub fn new(upstreams: Upstreams, request_timeout: Duration) -> Self {
         Self {
-            upstream: EntitlementManagementClient::new(channel),
+            upstreams,
             request_timeout,
         }
     }
@@ -72,22 +74,39 @@ impl AppState {
         F: Fn(EntitlementManagementClient<Channel>, tonic::Request<T>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
     {
-        let attempt = || {
+        let attempt = |avoid| {
+            let (picked, channel) = self.upstreams.pick(avoid);
             let mut request = tonic::Request::from_parts(
                 metadata.clone(),
                 tonic::Extensions::default(),
                 message.clone(),
             );
             request.set_timeout(self.request_timeout);
-            rpc(self.upstream.clone(), request)
+            let call = rpc(EntitlementManagementClient::new(channel), request);
+            async move { (picked, call.await) }
         };
-        let result = match attempt().await {
-            Err(status) if status.code() == tonic::Code::Unavailable && retry == Retry::Once => {
-                tracing::debug!(
-                    grpc.message = status.message(),
-                    "upstream unavailable; retrying once"
-                );
-                attempt().await
+        let (picked, result) = attempt(None).await;
+        let result = match result {
+            // UNAVAILABLE: no connection, or the instance is going away; UNKNOWN is
+            // how a connection lost in mid-call shows (the service itself never
+            // answers it). Either way the call may not have been made, or was made
+            // by an instance that is gone: an idempotent call is safe to repeat.
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unavailable | tonic::Code::Unknown
+                ) =>
+            {
+                self.upstreams.failed(picked);
+                if retry == Retry::Once {
+                    tracing::debug!(
+                        grpc.message = status.message(),
+                        "upstream call failed; retrying once elsewhere"
+                    );
+                    attempt(Some(picked)).await.1
+                } else {
+                    Err(status)
+                }
             }
             other => other,
         };
@@ -140,6 +159,17 @@ pub fn router(state: AppState) -> Router {
             );
     }
     router
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(state): State<AppState>| async move {
+                if state.upstreams.ready() {
+                    (StatusCode::OK, "ready").into_response()
+                } else {
+                    ApiError::from_http_status(StatusCode::SERVICE_UNAVAILABLE).into_response()
+                }
+            }),
+        )
         .fallback(|| async { ApiError::from_http_status(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async {
             ApiError::from_http_status(StatusCode::METHOD_NOT_ALLOWED)

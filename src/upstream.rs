@@ -1,0 +1,144 @@
+//! The HTTP front's connections to the gRPC service: one multiplexed channel per
+//! upstream instance, chosen in turn among the instances in rotation. An instance
+//! leaves the rotation the moment a call to it fails for want of a connection, or
+//! when its `grpc.health.v1` status is not SERVING (draining before a restart,
+//! say); it comes back when a health check says SERVING again. If no instance is
+//! in rotation, calls still go out (to each in turn), so callers get a fast 503
+//! rather than a wait.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+/// How long the gateway waits for a TCP connection to an upstream.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often each upstream's health is checked, and how long a check may take.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+/// The service whose health decides rotation.
+const SERVICE: &str = "entitlement.v1.EntitlementManagement";
+
+struct Member {
+    uri: String,
+    channel: Channel,
+    in_rotation: AtomicBool,
+}
+
+/// The upstream instances and their rotation.
+#[derive(Clone)]
+pub struct Upstreams {
+    members: Arc<Vec<Member>>,
+    next: Arc<AtomicUsize>,
+}
+
+/// Which upstream a call went to, to report how it went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Picked(usize);
+
+impl Upstreams {
+    /// Connects (lazily) to `urls` and starts watching their health.
+    ///
+    /// # Errors
+    /// When there is no URL or one is invalid.
+    pub fn connect(urls: &[String]) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !urls.is_empty(),
+            "--role gateway needs at least one --upstream URL"
+        );
+        let members = urls
+            .iter()
+            .map(|url| {
+                let endpoint = Endpoint::from_shared(url.clone())
+                    .with_context(|| format!("invalid upstream URL {url:?}"))?
+                    // A dead upstream must cost a caller little: fail fast.
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(20))
+                    .keep_alive_timeout(Duration::from_secs(10));
+                Ok(Member {
+                    uri: url.clone(),
+                    channel: endpoint.connect_lazy(),
+                    // Everyone starts in rotation: the gateway works before the first check.
+                    in_rotation: AtomicBool::new(true),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let upstreams = Self {
+            members: Arc::new(members),
+            next: Arc::new(AtomicUsize::new(0)),
+        };
+        tokio::spawn(watch(Arc::downgrade(&upstreams.members)));
+        Ok(upstreams)
+    }
+
+    /// The next upstream in rotation, other than `avoid` when there is another.
+    pub fn pick(&self, avoid: Option<Picked>) -> (Picked, Channel) {
+        let count = self.members.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let candidates = (0..count).map(|i| (start + i) % count);
+        let choice = candidates
+            .clone()
+            .find(|&i| {
+                Some(Picked(i)) != avoid && self.members[i].in_rotation.load(Ordering::Relaxed)
+            })
+            .or_else(|| candidates.clone().find(|&i| Some(Picked(i)) != avoid))
+            .unwrap_or(start % count);
+        (Picked(choice), self.members[choice].channel.clone())
+    }
+
+    /// Takes an upstream out of rotation after a call to it could not be made; the
+    /// health checks bring it back.
+    pub fn failed(&self, picked: Picked) {
+        let member = &self.members[picked.0];
+        if member.in_rotation.swap(false, Ordering::Relaxed) {
+            tracing::warn!(upstream = %member.uri, "upstream unreachable: out of rotation");
+        }
+    }
+
+    /// Whether any upstream is in rotation.
+    pub fn ready(&self) -> bool {
+        self.members
+            .iter()
+            .any(|m| m.in_rotation.load(Ordering::Relaxed))
+    }
+}
+
+/// Checks every upstream's health each interval and sets its rotation, until the
+/// upstreams are dropped.
+async fn watch(members: std::sync::Weak<Vec<Member>>) {
+    let mut interval = tokio::time::interval(HEALTH_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(members) = members.upgrade() else {
+            return;
+        };
+        let checks = members.iter().map(|member| async move {
+            let request = HealthCheckRequest {
+                service: SERVICE.to_owned(),
+            };
+            let mut client = HealthClient::new(member.channel.clone());
+            let serving = matches!(
+                tokio::time::timeout(HEALTH_INTERVAL, client.check(request)).await,
+                Ok(Ok(response)) if response.get_ref().status() == ServingStatus::Serving
+            );
+            if member.in_rotation.swap(serving, Ordering::Relaxed) != serving {
+                if serving {
+                    tracing::info!(upstream = %member.uri, "upstream serving: back in rotation");
+                } else {
+                    tracing::warn!(upstream = %member.uri, "upstream not serving: out of rotation");
+                }
+            }
+        });
+        futures_util::future::join_all(checks).await;
+    }
+}
