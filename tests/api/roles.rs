@@ -84,6 +84,13 @@ async fn a_gateway_answers_503_while_its_upstream_is_down_and_recovers_by_itself
     let response = create().await.unwrap();
     assert_eq!(response.headers()["retry-after"], "1");
     assert_graph_error(response, 503, "ServiceUnavailable").await;
+    // The failed call took the only upstream out of rotation: the gateway says it
+    // is not ready (it is still alive).
+    let base = collection.split("/beta").next().unwrap().to_owned();
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_graph_error(ready, 503, "ServiceUnavailable").await;
+    let alive = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(alive.status().as_u16(), 200);
 
     // The upstream comes up on that address; the gateway is not restarted.
     let grpc = Process::start(
