@@ -136,19 +136,30 @@ pub async fn run(
         };
         let upstreams = upstream::Upstreams::connect(&upstreams)?;
         let app = http::router(http::AppState::new(upstreams, config.request_timeout()));
-        let serving =
-            axum::serve(listener, app).with_graceful_shutdown(http_stop.clone().cancelled_owned());
+        let serving = http::serve::serve(
+            listener,
+            app,
+            config.request_timeout(),
+            http_stop.clone().cancelled_owned(),
+        );
         http = Some((
             addr,
-            tokio::spawn(async move { serving.await.context("the HTTP server failed") }),
+            tokio::spawn(async move {
+                serving.await;
+                Ok(())
+            }),
         ));
     }
 
+    if config.role == config::Role::Gateway {
+        tracing::info!(upstreams = ?config.upstreams, "calling the gRPC service");
+    }
+    // One line that says where everything is (scripts and tests read it).
     tracing::info!(
         role = ?config.role,
         http.addr = http.as_ref().map(|(addr, _)| tracing::field::display(addr)),
         grpc.addr = grpc.as_ref().map(|(addr, _)| tracing::field::display(addr)),
-        upstreams = ?(config.role == config::Role::Gateway).then_some(&config.upstreams),
+        data_dir = %config.data_dir.display(),
         "listening"
     );
 

@@ -96,7 +96,8 @@ impl ListRequest {
                 None => violations.push(FieldViolation::new(
                     "select",
                     format!(
-                        "'{name}' is not a property of accessPackageAssignment that can be selected"
+                        "'{}' is not a property of accessPackageAssignment that can be selected",
+                        filter::quote(name)
                     ),
                 )),
             }
@@ -142,7 +143,8 @@ fn parse_order(text: &str) -> Result<SortOrder, String> {
         Some("expiredDateTime") => SortKey::ExpiredDateTime,
         Some(other) => {
             return Err(format!(
-                "the list cannot be ordered by '{other}' ($orderby): use id or expiredDateTime"
+                "the list cannot be ordered by '{}' ($orderby): use id or expiredDateTime",
+                filter::quote(other)
             ));
         }
     };
@@ -151,13 +153,15 @@ fn parse_order(text: &str) -> Result<SortOrder, String> {
         Some("desc") => true,
         Some(other) => {
             return Err(format!(
-                "'{other}' is not a sort direction ($orderby): use asc or desc"
+                "'{}' is not a sort direction ($orderby): use asc or desc",
+                filter::quote(other)
             ));
         }
     };
     if let Some(extra) = words.next() {
         return Err(format!(
-            "'{extra}' is not understood ($orderby): order by one property, id or expiredDateTime"
+            "'{}' is not understood ($orderby): order by one property, id or expiredDateTime",
+            filter::quote(extra)
         ));
     }
     Ok(SortOrder { key, descending })

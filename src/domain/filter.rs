@@ -186,8 +186,18 @@ fn describe(token: &Token<'_>) -> String {
     match token {
         Token::Open => "'('".into(),
         Token::Close => "')'".into(),
-        Token::Quoted(s) => format!("the string '{s}'"),
-        Token::Word(w) => format!("'{w}'"),
+        Token::Quoted(s) => format!("the string '{}'", quote(s)),
+        Token::Word(w) => format!("'{}'", quote(w)),
+    }
+}
+
+/// A caller's text, shortened for a message (messages travel in gRPC headers, and
+/// must stay small whatever was sent).
+pub fn quote(text: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 64;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]).into(),
+        None => text.into(),
     }
 }
 
@@ -270,7 +280,8 @@ impl<'a> Parser<'a> {
         }
         if matches!(self.tokens.get(self.next + 1), Some((_, Token::Open))) {
             return self.error(format!(
-                "the function '{name}' is not supported; use eq, ne, lt, le, gt or ge"
+                "the function '{}' is not supported; use eq, ne, lt, le, gt or ge",
+                quote(name)
             ));
         }
         let property = match name {
@@ -280,7 +291,8 @@ impl<'a> Parser<'a> {
                 Some(p) => p,
                 None => {
                     return self.error(format!(
-                        "'{other}' is not a property of microsoft.graph.accessPackageAssignment that can be filtered on"
+                        "'{}' is not a property of microsoft.graph.accessPackageAssignment that can be filtered on",
+                        quote(other)
                     ));
                 }
             },
@@ -296,18 +308,25 @@ impl<'a> Parser<'a> {
             Some((_, Token::Word("ge"))) => Op::Ge,
             Some((_, Token::Word(w))) => {
                 return self.error(format!(
-                    "'{w}' is not a supported operator; use eq, ne, lt, le, gt or ge"
+                    "'{}' is not a supported operator; use eq, ne, lt, le, gt or ge",
+                    quote(w)
                 ));
             }
-            _ => return self.error(format!("expected an operator after '{name}'")),
+            _ => return self.error(format!("expected an operator after '{}'", quote(name))),
         };
         if !matches!(op, Op::Eq | Op::Ne) && property != Property::ExpiredDateTime {
-            return self.error(format!("'{name}' can only be compared with eq or ne"));
+            return self.error(format!(
+                "'{}' can only be compared with eq or ne",
+                quote(name)
+            ));
         }
         self.next += 1;
 
         let Some((_, token)) = self.peek().cloned() else {
-            return self.error(format!("expected a value after the operator on '{name}'"));
+            return self.error(format!(
+                "expected a value after the operator on '{}'",
+                quote(name)
+            ));
         };
         let value = self.literal(property, &token)?;
         if value == Value::Null && !matches!(op, Op::Eq | Op::Ne) {
@@ -338,9 +357,10 @@ impl<'a> Parser<'a> {
             (Property::IsExtended, _) => mismatch(),
             (Property::ExpiredDateTime, Token::Word(text)) => match DateTimeOffset::parse(text) {
                 Ok(value) => Ok(Value::DateTime(value)),
-                Err(why) => {
-                    self.error(format!("'{text}' is not a valid Edm.DateTimeOffset: {why}"))
-                }
+                Err(why) => self.error(format!(
+                    "'{}' is not a valid Edm.DateTimeOffset: {why}",
+                    quote(text)
+                )),
             },
             (Property::ExpiredDateTime, _) => mismatch(),
             (_, Token::Quoted(text)) if text.contains('\0') => self.error(

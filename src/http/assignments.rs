@@ -24,6 +24,9 @@ use crate::{
     },
 };
 
+/// The longest `Authorization` header forwarded.
+const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
+
 /// The content type of Graph's JSON answers.
 const GRAPH_JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
 
@@ -210,6 +213,11 @@ fn upstream_metadata(
         .and_then(|v| v.to_str().ok())
         .filter(|v| auth::bearer_token(v).is_some_and(|t| !t.is_empty()))
         .ok_or_else(|| unauthenticated(auth::EMPTY_TOKEN))?;
+    // No issuer's token comes near this; a longer one cannot be valid, and would not
+    // fit the upstream call's headers.
+    if authorization.len() > MAX_AUTHORIZATION_BYTES {
+        return Err(unauthenticated(auth::INVALID_TOKEN));
+    }
     let mut metadata = MetadataMap::with_capacity(3);
     let ascii = |text: &str| AsciiMetadataValue::try_from(text).ok();
     metadata.insert(

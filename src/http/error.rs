@@ -89,8 +89,14 @@ impl ApiError {
                 "RequestHeaderFieldsTooLarge",
                 "The request headers are larger than the limit of 16 KiB.",
             ),
-            StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => Self::new(
-                StatusCode::GATEWAY_TIMEOUT,
+            // The caller was too slow to send its request.
+            StatusCode::REQUEST_TIMEOUT => Self::new(
+                status,
+                "RequestTimeout",
+                "The request body did not arrive in time.",
+            ),
+            StatusCode::GATEWAY_TIMEOUT => Self::new(
+                status,
                 "GatewayTimeout",
                 "The request did not complete in time. Retry later.",
             ),
@@ -111,8 +117,15 @@ impl ApiError {
         }
     }
 
-    /// A failed body read: too large (413) or broken off (400).
+    /// A failed body read: too large (413), too slow (408) or broken off (400).
     pub fn from_body_rejection(rejection: &BytesRejection) -> Self {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+        while let Some(error) = source {
+            if error.is::<tower_http::timeout::TimeoutError>() {
+                return Self::from_http_status(StatusCode::REQUEST_TIMEOUT);
+            }
+            source = error.source();
+        }
         match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => Self::from_http_status(StatusCode::PAYLOAD_TOO_LARGE),
             _ => Self::bad_request("The request body could not be read completely."),

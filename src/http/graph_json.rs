@@ -8,7 +8,7 @@ use std::{cell::Cell, fmt};
 use prost_types::Timestamp;
 use serde::{
     Deserializer, Serialize, Serializer,
-    de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor},
+    de::{self, DeserializeSeed, MapAccess, Visitor},
     ser::{Error as _, SerializeMap as _},
 };
 
@@ -305,9 +305,9 @@ impl<'de> Visitor<'de> for AssignmentSeed<'_> {
                     }
                 }
                 // @odata.context is an annotation of responses; a body copied from
-                // one may carry it, and it changes nothing.
+                // one may carry it, and it changes nothing. It must be a URL string.
                 None => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value_seed(ValueSeed::<String>::new("@odata.context", self.error))?;
                 }
                 Some(Property::IsExtended) => {
                     out.is_extended = map.next_value_seed(ValueSeed::<bool>::new(
@@ -392,7 +392,7 @@ impl Primitive for bool {
 
 impl<T: Primitive> ValueSeed<'_, T> {
     fn wrong<V, E: de::Error>(&self, found: String) -> Result<V, E> {
-        let edm_type = if self.property == "@odata.type" {
+        let edm_type = if self.property.starts_with('@') {
             "Edm.String"
         } else {
             T::EDM_TYPE

@@ -7,6 +7,7 @@ mod assignments;
 mod error;
 pub mod graph_json;
 mod query;
+pub mod serve;
 
 use std::{future::Future, time::Duration};
 
@@ -19,7 +20,11 @@ use axum::{
     routing::{get, post},
 };
 use tonic::transport::Channel;
-use tower_http::{timeout::TimeoutLayer, trace::TraceLayer};
+use tower_http::{
+    limit::RequestBodyLimitLayer,
+    timeout::{RequestBodyTimeoutLayer, TimeoutLayer},
+    trace::TraceLayer,
+};
 use uuid::Uuid;
 
 pub use error::ApiError;
@@ -176,6 +181,10 @@ pub fn router(state: AppState) -> Router {
         })
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // A declared Content-Length over the limit is refused before any of it is read.
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        // A body that trickles in is the caller's fault (408), not a timeout upstream.
+        .layer(RequestBodyTimeoutLayer::new(body_timeout(timeout)))
         // Dropping the handler's future at the deadline also cancels its upstream
         // call (the HTTP/2 stream is reset), as a client that disconnects does.
         .layer(TimeoutLayer::with_status_code(
@@ -195,6 +204,11 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(middleware::from_fn(request_context))
+}
+
+/// How long a caller may take to send its body: well within the request's deadline.
+fn body_timeout(request_timeout: Duration) -> Duration {
+    (request_timeout / 2).min(Duration::from_secs(10))
 }
 
 /// Gives each request its ids, renders any error as Graph's error body, and adds

@@ -3,6 +3,7 @@
 
 mod grpc;
 mod helpers;
+mod hostile;
 mod http_create;
 mod http_errors;
 mod http_list;
