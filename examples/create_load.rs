@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-const BODY: &str = r##"{"@odata.type":"#microsoft.graph.accessPackageAssignment","catalogId":"Catalog Id value","accessPackageId":"Access Package Id value","assignmentPolicyId":"Assignment Policy Id value","targetId":"Target Id value","assignmentStatus":"Assignment Status value","assignmentState":"Assignment State value","isExtended":true,"expiredDateTime":"2017-01-01T00:03:03.9221806+03:00"}"##;
+const BODY: &str = include_str!("../tests/fixtures/seed/request.json");
 
 #[tokio::main]
 async fn main() {

@@ -40,17 +40,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const CLIENTS: usize = 16;
 
 /// The seed page's request body (as `tests/api/helpers.rs::SEED_REQUEST`).
-const SEED_REQUEST: &str = r##"{
-  "@odata.type": "#microsoft.graph.accessPackageAssignment",
-  "catalogId": "Catalog Id value",
-  "accessPackageId": "Access Package Id value",
-  "assignmentPolicyId": "Assignment Policy Id value",
-  "targetId": "Target Id value",
-  "assignmentStatus": "Assignment Status value",
-  "assignmentState": "Assignment State value",
-  "isExtended": true,
-  "expiredDateTime": "2017-01-01T00:03:03.9221806+03:00"
-}"##;
+const SEED_REQUEST: &str = include_str!("fixtures/seed/request.json");
 
 /// The seed body with `accessPackageId` set to `package`, so that a test can
 /// count its own assignments.
@@ -641,10 +631,9 @@ async fn two_services_on_one_database_behind_two_gateways() {
         let at_kill = load.acknowledged();
         grpc_a.kill().await;
         let killed_at = load_started.elapsed();
-        // Keep going: at least 100 more after the kill, and 2 s in all.
+        // Keep going: at least 100 more after the kill.
         load.until_acknowledged(at_kill + 100, Duration::from_secs(60), &gateway_1)
             .await;
-        tokio::time::sleep(Duration::from_secs(2).saturating_sub(load_started.elapsed())).await;
         load.stop.store(true, Ordering::SeqCst);
         for client in clients {
             tokio::time::timeout(Duration::from_secs(60), client)

@@ -466,17 +466,7 @@ impl<'de, T: Primitive> Visitor<'de> for ValueSeed<'_, T> {
 mod tests {
     use super::*;
 
-    const SEED_REQUEST: &str = r##"{
-      "@odata.type": "#microsoft.graph.accessPackageAssignment",
-      "catalogId": "Catalog Id value",
-      "accessPackageId": "Access Package Id value",
-      "assignmentPolicyId": "Assignment Policy Id value",
-      "targetId": "Target Id value",
-      "assignmentStatus": "Assignment Status value",
-      "assignmentState": "Assignment State value",
-      "isExtended": true,
-      "expiredDateTime": "2017-01-01T00:03:03.9221806+03:00"
-    }"##;
+    const SEED_REQUEST: &str = include_str!("../../tests/fixtures/seed/request.json");
 
     #[test]
     fn the_seed_example_round_trips() {

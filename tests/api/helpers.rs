@@ -18,31 +18,10 @@ use tonic::transport::Channel;
 pub const COLLECTION: &str = "/identityGovernance/entitlementManagement/accessPackageAssignments";
 
 /// The seed page's request body, exactly as documented.
-pub const SEED_REQUEST: &str = r##"{
-  "@odata.type": "#microsoft.graph.accessPackageAssignment",
-  "catalogId": "Catalog Id value",
-  "accessPackageId": "Access Package Id value",
-  "assignmentPolicyId": "Assignment Policy Id value",
-  "targetId": "Target Id value",
-  "assignmentStatus": "Assignment Status value",
-  "assignmentState": "Assignment State value",
-  "isExtended": true,
-  "expiredDateTime": "2017-01-01T00:03:03.9221806+03:00"
-}"##;
+pub const SEED_REQUEST: &str = include_str!("../fixtures/seed/request.json");
 
 /// The seed page's response body, exactly as documented.
-pub const SEED_RESPONSE: &str = r##"{
-  "@odata.type": "#microsoft.graph.accessPackageAssignment",
-  "id": "e4383339-3339-e438-3933-38e4393338e4",
-  "catalogId": "Catalog Id value",
-  "accessPackageId": "Access Package Id value",
-  "assignmentPolicyId": "Assignment Policy Id value",
-  "targetId": "Target Id value",
-  "assignmentStatus": "Assignment Status value",
-  "assignmentState": "Assignment State value",
-  "isExtended": true,
-  "expiredDateTime": "2017-01-01T00:03:03.9221806+03:00"
-}"##;
+pub const SEED_RESPONSE: &str = include_str!("../fixtures/seed/response.json");
 
 pub struct TestApp {
     pub http_base: String,
