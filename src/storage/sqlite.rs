@@ -40,7 +40,20 @@ impl SqlStore<Sqlite> {
             .connect_with(options)
             .await
             .map_err(Sqlite::classify)?;
-        MIGRATOR.run(&pool).await.map_err(Sqlite::migrate_failed)?;
+        // sqlx takes no lock for SQLite migrations: processes that open the same new
+        // file at once take turns through a lock file beside it.
+        let lock_path = path.with_extension("db.migrate-lock");
+        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let file = std::fs::File::create(lock_path)?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(Box::new(e)))?
+        .map_err(|e| StoreError::Internal(Box::new(e)))?;
+        let migrated = MIGRATOR.run(&pool).await.map_err(Sqlite::migrate_failed);
+        drop(lock);
+        migrated?;
         // SQLite has one writer at a time and syncs on every commit: sharing commits
         // is what lets durable creates scale with concurrency.
         Ok(Self::new(pool).with_group_commit())
