@@ -140,7 +140,7 @@ impl DateTimeOffset {
         if nanos >= 1_000_000_000 {
             return Err(DateTimeError::Impossible);
         }
-        if nanos % 100 != 0 {
+        if !nanos.is_multiple_of(100) {
             return Err(DateTimeError::TooPrecise);
         }
         Ok(Self {
