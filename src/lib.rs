@@ -39,7 +39,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use tokio::{net::TcpListener, task::JoinHandle};
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{StreamExt as _, wrappers::TcpListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
@@ -112,10 +112,14 @@ pub async fn run(
         health
             .set_serving::<EntitlementManagementServer<GrpcService>>()
             .await;
-        let serving = server.serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            grpc_stop.clone().cancelled_owned(),
-        );
+        // Small gRPC frames must not wait for Nagle and delayed ACKs (~40 ms).
+        let incoming = TcpListenerStream::new(listener).map(|accepted| {
+            accepted.inspect(|stream| {
+                let _ = stream.set_nodelay(true);
+            })
+        });
+        let serving =
+            server.serve_with_incoming_shutdown(incoming, grpc_stop.clone().cancelled_owned());
         grpc = Some((
             addr,
             tokio::spawn(async move { serving.await.context("the gRPC server failed") }),

@@ -1,0 +1,871 @@
+//! The project's benchmark: `cargo bench --bench gateway`.
+//!
+//! In one process tree, against the real release binary, it measures side by side:
+//!
+//! 1. the ceiling: a minimal axum handler compiled into this benchmark (run as a child
+//!    process of it) that parses the seed JSON into a struct, adds a UUID and answers
+//!    201 with the JSON: no gRPC, no storage;
+//! 2. direct gRPC `CreateAssignment` (all-in-one process, durable SQLite);
+//! 3. the HTTP create through the gateway (all-in-one);
+//! 4. the same with split roles: `--role gateway` in front of `--role grpc` over loopback;
+//! 5. GET by id through the gateway, and a filtered list page.
+//!
+//! For each, at every concurrency level (keep-alive HTTP/1.1, one connection per
+//! client): requests/s, p50/p99/p99.9 latency, errors, the CPU per request of the
+//! server process(es) and of this load generator (utime+stime from /proc), and the
+//! server's peak RSS (VmHWM). The table goes to stdout and to `BENCHMARKS.md`.
+//!
+//! Settings (environment): `BENCH_WARMUP_SECS` (default 1), `BENCH_SECS` (default 3),
+//! `BENCH_CONCURRENCY` (comma-separated levels, default `1,16,64,256`).
+//! There are no assertions on timings.
+
+use std::{
+    fmt::Write as _,
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use entitlement_gateway::proto::v1::{
+    AccessPackageAssignment, CreateAssignmentRequest,
+    entitlement_management_client::EntitlementManagementClient,
+};
+use prost_types::Timestamp;
+use serde::{Deserialize, Serialize};
+use tempfile::TempDir;
+use tonic::{metadata::MetadataValue, transport::Channel};
+
+/// The seed request of the Graph documentation, as the tests send it.
+const SEED_REQUEST: &str = include_str!("../tests/fixtures/seed/request.json");
+const COLLECTION: &str = "/beta/identityGovernance/entitlementManagement/accessPackageAssignments";
+const BINARY: &str = env!("CARGO_BIN_EXE_entitlement-gateway");
+/// Set in the environment of the child that serves the ceiling.
+const CEILING_ENV: &str = "ENTITLEMENT_GATEWAY_BENCH_CEILING";
+/// Assignments seeded for the GET and list scenarios, spread over this many packages.
+const SEED_ROWS: usize = 10_000;
+const SEED_PACKAGES: usize = 10;
+/// gRPC channels (HTTP/2 connections) the direct gRPC load spreads over.
+const GRPC_CHANNELS: usize = 4;
+
+fn main() {
+    if std::env::var_os(CEILING_ENV).is_some() {
+        ceiling::serve();
+        return;
+    }
+    let settings = Settings::from_env();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(settings));
+}
+
+struct Settings {
+    warmup: Duration,
+    measure: Duration,
+    levels: Vec<usize>,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let secs = |name: &str, default: f64| {
+            std::env::var(name)
+                .ok()
+                .map(|v| {
+                    v.parse::<f64>()
+                        .unwrap_or_else(|_| panic!("{name}: seconds"))
+                })
+                .unwrap_or(default)
+        };
+        let levels = std::env::var("BENCH_CONCURRENCY")
+            .unwrap_or_else(|_| "1,16,64,256".into())
+            .split(',')
+            .map(|v| v.trim().parse().expect("BENCH_CONCURRENCY: numbers"))
+            .collect();
+        Self {
+            warmup: Duration::from_secs_f64(secs("BENCH_WARMUP_SECS", 1.0)),
+            measure: Duration::from_secs_f64(secs("BENCH_SECS", 3.0)),
+            levels,
+        }
+    }
+}
+
+/// The minimal HTTP service the gateway is compared with.
+mod ceiling {
+    use super::*;
+    use axum::{
+        Router,
+        body::Bytes,
+        http::{StatusCode, header},
+        response::{IntoResponse, Response},
+        routing::post,
+        serve::ListenerExt as _,
+    };
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Assignment {
+        #[serde(rename = "@odata.type", skip_serializing_if = "Option::is_none")]
+        odata_type: Option<String>,
+        id: Option<String>,
+        catalog_id: Option<String>,
+        access_package_id: Option<String>,
+        assignment_policy_id: Option<String>,
+        target_id: Option<String>,
+        assignment_status: Option<String>,
+        assignment_state: Option<String>,
+        is_extended: Option<bool>,
+        expired_date_time: Option<String>,
+    }
+
+    async fn create(body: Bytes) -> Response {
+        match serde_json::from_slice::<Assignment>(&body) {
+            Ok(mut assignment) => {
+                assignment.id = Some(uuid::Uuid::new_v4().to_string());
+                let json = serde_json::to_vec(&assignment).expect("serializable");
+                (
+                    StatusCode::CREATED,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    json,
+                )
+                    .into_response()
+            }
+            Err(_) => StatusCode::BAD_REQUEST.into_response(),
+        }
+    }
+
+    /// Serves the ceiling on a free port and prints where, like the product does.
+    pub fn serve() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            println!(
+                "ceiling listening http.addr={}",
+                listener.local_addr().expect("addr")
+            );
+            let app = Router::new().route(COLLECTION, post(create));
+            // Like the product's HTTP front: no Nagle delay on answers.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app).await.expect("serve");
+        });
+    }
+}
+
+/// A server process under test, killed when dropped.
+struct Server {
+    child: Child,
+    http: Option<String>,
+    grpc: Option<String>,
+}
+
+impl Server {
+    /// Starts `command` with its stdout (the log) going to `log`, and waits for its
+    /// `listening` line.
+    fn start(mut command: Command, log: &Path) -> Self {
+        let file = fs::File::create(log).expect("log file");
+        // Owned by the Server at once, so that it is killed and reaped on every path.
+        let mut server = Self {
+            child: command
+                .stdout(file.try_clone().expect("log file"))
+                .stderr(file)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("start the server"),
+            http: None,
+            grpc: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = fs::read_to_string(log).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.contains(" listening ")) {
+                let field = |name: &str| {
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(name))
+                        .map(str::to_owned)
+                };
+                server.http = field("http.addr=");
+                server.grpc = field("grpc.addr=");
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not start:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn product(dir: &Path, name: &str, args: &[&str]) -> Self {
+        let mut command = Command::new(BINARY);
+        command.arg("serve").args(args);
+        Self::start(command, &dir.join(format!("{name}.log")))
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn http_url(&self) -> String {
+        format!("http://{}", self.http.as_deref().expect("an HTTP address"))
+    }
+
+    fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc.as_deref().expect("a gRPC address"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mint_token(data_dir: &Path) -> String {
+    let output = Command::new(BINARY)
+        .arg("token")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run token");
+    assert!(output.status.success(), "token failed: {output:?}");
+    String::from_utf8(output.stdout)
+        .expect("utf-8 token")
+        .trim()
+        .to_owned()
+}
+
+/// CPU time (utime + stime, in clock ticks) of a process.
+fn cpu_ticks(pid: &str) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command name: field 3 (state) is index 0; utime is 14, stime 15.
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(11) + get(12)
+}
+
+/// Peak resident set size of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn clock_ticks_per_sec() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// What one load-generating client does, again and again.
+enum Target {
+    /// POST the seed body; expects 201. Over HTTP/2 (prior knowledge) when `h2`.
+    HttpCreate {
+        url: String,
+        token: String,
+        h2: bool,
+    },
+    /// GET one of these ids; expects 200.
+    HttpGet {
+        base: String,
+        ids: Vec<String>,
+        token: String,
+    },
+    /// GET this list URL; expects 200.
+    HttpList { url: String, token: String },
+    /// gRPC CreateAssignment over one of these channels.
+    GrpcCreate {
+        channels: Vec<Channel>,
+        token: MetadataValue<tonic::metadata::Ascii>,
+    },
+}
+
+/// The documented assignment as protobuf (2017-01-01T00:03:03.9221806+03:00).
+fn documented(access_package_id: &str) -> AccessPackageAssignment {
+    AccessPackageAssignment {
+        catalog_id: Some("Catalog Id value".into()),
+        access_package_id: Some(access_package_id.into()),
+        assignment_policy_id: Some("Assignment Policy Id value".into()),
+        target_id: Some("Target Id value".into()),
+        assignment_status: Some("Assignment Status value".into()),
+        assignment_state: Some("Assignment State value".into()),
+        is_extended: Some(true),
+        expired_date_time: Some(Timestamp {
+            seconds: 1_483_218_183,
+            nanos: 922_180_600,
+        }),
+        expired_date_time_offset_minutes: Some(180),
+        ..Default::default()
+    }
+}
+
+fn grpc_create(
+    assignment: AccessPackageAssignment,
+    token: &MetadataValue<tonic::metadata::Ascii>,
+) -> tonic::Request<CreateAssignmentRequest> {
+    let mut request = tonic::Request::new(CreateAssignmentRequest {
+        assignment: Some(assignment),
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", token.clone());
+    request
+}
+
+fn bearer(token: &str) -> MetadataValue<tonic::metadata::Ascii> {
+    format!("Bearer {token}").parse().expect("ascii token")
+}
+
+async fn grpc_channels(url: &str, n: usize) -> Vec<Channel> {
+    let mut channels = Vec::with_capacity(n);
+    for _ in 0..n {
+        channels.push(
+            Channel::from_shared(url.to_owned())
+                .expect("gRPC URL")
+                .connect()
+                .await
+                .expect("gRPC connect"),
+        );
+    }
+    channels
+}
+
+fn http_client(h2: bool) -> reqwest::Client {
+    let builder = reqwest::Client::builder();
+    let builder = if h2 {
+        builder.http2_prior_knowledge()
+    } else {
+        builder.http1_only()
+    };
+    builder
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(1)
+        .build()
+        .expect("HTTP client")
+}
+
+/// The samples of one client: latencies (ns) of the requests completed inside the
+/// measured window, and its errors there.
+#[derive(Default)]
+struct Samples {
+    latencies: Vec<u64>,
+    errors: u64,
+}
+
+async fn client(
+    target: Arc<Target>,
+    index: usize,
+    measure_from: Instant,
+    until: Instant,
+) -> Samples {
+    let http = http_client(matches!(&*target, Target::HttpCreate { h2: true, .. }));
+    let mut grpc = match &*target {
+        Target::GrpcCreate { channels, .. } => Some(EntitlementManagementClient::new(
+            channels[index % channels.len()].clone(),
+        )),
+        _ => None,
+    };
+    let mut samples = Samples::default();
+    let mut turn = index;
+    while Instant::now() < until {
+        let start = Instant::now();
+        let ok = match &*target {
+            Target::HttpCreate { url, token, .. } => {
+                let response = http
+                    .post(url)
+                    .bearer_auth(token)
+                    .header("content-type", "application/json")
+                    .body(SEED_REQUEST)
+                    .send()
+                    .await;
+                http_ok(response, 201).await
+            }
+            Target::HttpGet { base, ids, token } => {
+                turn = turn.wrapping_add(7919);
+                let url = format!("{base}/{}", ids[turn % ids.len()]);
+                http_ok(http.get(url).bearer_auth(token).send().await, 200).await
+            }
+            Target::HttpList { url, token } => {
+                http_ok(http.get(url).bearer_auth(token).send().await, 200).await
+            }
+            Target::GrpcCreate { token, .. } => {
+                let grpc = grpc.as_mut().expect("a gRPC client");
+                grpc.create_assignment(grpc_create(documented("Access Package Id value"), token))
+                    .await
+                    .is_ok()
+            }
+        };
+        let end = Instant::now();
+        if end >= measure_from && end < until {
+            if ok {
+                samples
+                    .latencies
+                    .push(u64::try_from((end - start).as_nanos()).unwrap_or(u64::MAX));
+            } else {
+                samples.errors += 1;
+            }
+        } else if !ok && end < measure_from {
+            // Do not spin on a failing target during the warm-up.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    samples
+}
+
+async fn http_ok(response: reqwest::Result<reqwest::Response>, status: u16) -> bool {
+    match response {
+        Ok(r) => {
+            let expected = r.status().as_u16() == status;
+            r.bytes().await.is_ok() && expected
+        }
+        Err(_) => false,
+    }
+}
+
+/// One row of the table.
+struct Row {
+    scenario: String,
+    concurrency: usize,
+    requests_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    errors: u64,
+    server_cpu: String,
+    server_cpu_total_us: f64,
+    loadgen_cpu_us: f64,
+    peak_rss: String,
+}
+
+struct Bench {
+    settings: Settings,
+    ticks_per_sec: u64,
+    rows: Vec<Row>,
+}
+
+impl Bench {
+    /// Runs `target` at every concurrency level against `servers` (name, pid).
+    async fn scenario(&mut self, name: &str, target: Target, servers: &[(&str, u32)]) {
+        let target = Arc::new(target);
+        for &concurrency in &self.settings.levels.clone() {
+            let row = self.level(name, &target, servers, concurrency).await;
+            eprintln!(
+                "{name} c={concurrency}: {:.0} req/s, p50 {:.0} us, errors {}",
+                row.requests_per_sec, row.p50_us, row.errors
+            );
+            self.rows.push(row);
+        }
+    }
+
+    async fn level(
+        &self,
+        name: &str,
+        target: &Arc<Target>,
+        servers: &[(&str, u32)],
+        concurrency: usize,
+    ) -> Row {
+        let started = Instant::now();
+        let measure_from = started + self.settings.warmup;
+        let until = measure_from + self.settings.measure;
+        let clients: Vec<_> = (0..concurrency)
+            .map(|i| tokio::spawn(client(Arc::clone(target), i, measure_from, until)))
+            .collect();
+        tokio::time::sleep_until(measure_from.into()).await;
+        let cpu_before: Vec<u64> = servers
+            .iter()
+            .map(|(_, pid)| cpu_ticks(&pid.to_string()))
+            .collect();
+        let self_before = cpu_ticks("self");
+        tokio::time::sleep_until(until.into()).await;
+        let cpu_after: Vec<u64> = servers
+            .iter()
+            .map(|(_, pid)| cpu_ticks(&pid.to_string()))
+            .collect();
+        let self_after = cpu_ticks("self");
+
+        let mut latencies = Vec::new();
+        let mut errors = 0;
+        for task in clients {
+            let samples = task.await.expect("client task");
+            latencies.extend(samples.latencies);
+            errors += samples.errors;
+        }
+        latencies.sort_unstable();
+        let requests = latencies.len() as f64;
+        let at = |q: f64| {
+            let i = ((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1));
+            latencies.get(i).map_or(f64::NAN, |&ns| ns as f64 / 1000.0)
+        };
+        let us_per_request = |ticks: u64| {
+            if requests == 0.0 {
+                f64::NAN
+            } else {
+                ticks as f64 * 1e6 / self.ticks_per_sec as f64 / requests
+            }
+        };
+        let per_server: Vec<f64> = cpu_before
+            .iter()
+            .zip(&cpu_after)
+            .map(|(b, a)| us_per_request(a.saturating_sub(*b)))
+            .collect();
+        let total: f64 = per_server.iter().sum();
+        let server_cpu = if servers.len() == 1 {
+            format!("{total:.0}")
+        } else {
+            let parts: Vec<String> = servers
+                .iter()
+                .zip(&per_server)
+                .map(|((n, _), us)| format!("{n} {us:.0}"))
+                .collect();
+            format!("{total:.0} ({})", parts.join(" + "))
+        };
+        let peak_rss = servers
+            .iter()
+            .map(|(n, pid)| {
+                let mib = peak_rss_kib(*pid) as f64 / 1024.0;
+                if servers.len() == 1 {
+                    format!("{mib:.1}")
+                } else {
+                    format!("{n} {mib:.1}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" + ");
+        Row {
+            scenario: name.to_owned(),
+            concurrency,
+            requests_per_sec: requests / self.settings.measure.as_secs_f64(),
+            p50_us: at(0.50),
+            p99_us: at(0.99),
+            p999_us: at(0.999),
+            errors,
+            server_cpu,
+            server_cpu_total_us: total,
+            loadgen_cpu_us: us_per_request(self_after.saturating_sub(self_before)),
+            peak_rss,
+        }
+    }
+
+    fn find(&self, scenario: &str, concurrency: usize) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| r.scenario == scenario && r.concurrency == concurrency)
+    }
+}
+
+const CEILING: &str = "1. ceiling (axum + serde, in-bench)";
+const GRPC_CREATE: &str = "2. gRPC create (all-in-one)";
+const HTTP_CREATE: &str = "3. HTTP create (all-in-one)";
+const HTTP2_CREATE: &str = "3b. HTTP/2 create (all-in-one)";
+const SPLIT_CREATE: &str = "4. HTTP create (split roles)";
+const HTTP_GET: &str = "5a. HTTP get by id (all-in-one)";
+const HTTP_LIST: &str = "5b. HTTP list, filter, $top=50 (all-in-one)";
+
+async fn run(settings: Settings) {
+    let tmp = TempDir::new().expect("temp dir");
+    let mut bench = Bench {
+        settings,
+        ticks_per_sec: clock_ticks_per_sec(),
+        rows: Vec::new(),
+    };
+    let local = ["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"];
+
+    // 1. The ceiling.
+    {
+        let mut command = Command::new(std::env::current_exe().expect("this benchmark"));
+        command.env(CEILING_ENV, "1");
+        let server = Server::start(command, &tmp.path().join("ceiling.log"));
+        let target = Target::HttpCreate {
+            url: format!("{}{COLLECTION}", server.http_url()),
+            token: "unused".into(),
+            h2: false,
+        };
+        bench
+            .scenario(CEILING, target, &[("ceiling", server.pid())])
+            .await;
+    }
+
+    // 2. Direct gRPC create, all-in-one.
+    {
+        let data = data_dir(tmp.path(), "grpc");
+        let server = Server::product(tmp.path(), "grpc", &all_in_one(&local, &data));
+        let token = bearer(&mint_token(&data));
+        let channels = grpc_channels(&server.grpc_url(), GRPC_CHANNELS).await;
+        let target = Target::GrpcCreate { channels, token };
+        bench
+            .scenario(GRPC_CREATE, target, &[("all", server.pid())])
+            .await;
+    }
+
+    // 3. HTTP create through the gateway, all-in-one.
+    {
+        let data = data_dir(tmp.path(), "http");
+        let server = Server::product(tmp.path(), "http", &all_in_one(&local, &data));
+        let token = mint_token(&data);
+        let target = Target::HttpCreate {
+            url: format!("{}{COLLECTION}", server.http_url()),
+            token: token.clone(),
+            h2: false,
+        };
+        bench
+            .scenario(HTTP_CREATE, target, &[("all", server.pid())])
+            .await;
+    }
+
+    // 3b. The same over HTTP/2 (h2c, prior knowledge), one connection per client.
+    {
+        let data = data_dir(tmp.path(), "http2");
+        let server = Server::product(tmp.path(), "http2", &all_in_one(&local, &data));
+        let target = Target::HttpCreate {
+            url: format!("{}{COLLECTION}", server.http_url()),
+            token: mint_token(&data),
+            h2: true,
+        };
+        bench
+            .scenario(HTTP2_CREATE, target, &[("all", server.pid())])
+            .await;
+    }
+
+    // 4. Split roles: a gateway process in front of a gRPC process, over loopback.
+    {
+        let data = data_dir(tmp.path(), "split-grpc");
+        let service = Server::product(
+            tmp.path(),
+            "split-grpc",
+            &[
+                "--role",
+                "grpc",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+                data.to_str().expect("utf-8 path"),
+            ],
+        );
+        let gateway_data = data_dir(tmp.path(), "split-gateway");
+        let upstream = service.grpc_url();
+        let gateway = Server::product(
+            tmp.path(),
+            "split-gateway",
+            &[
+                "--role",
+                "gateway",
+                "--upstream",
+                &upstream,
+                "--http-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+                gateway_data.to_str().expect("utf-8 path"),
+            ],
+        );
+        let target = Target::HttpCreate {
+            url: format!("{}{COLLECTION}", gateway.http_url()),
+            token: mint_token(&data),
+            h2: false,
+        };
+        bench
+            .scenario(
+                SPLIT_CREATE,
+                target,
+                &[("gw", gateway.pid()), ("grpc", service.pid())],
+            )
+            .await;
+    }
+
+    // 5. GET by id and a filtered list page, all-in-one, over seeded assignments.
+    {
+        let data = data_dir(tmp.path(), "read");
+        let server = Server::product(tmp.path(), "read", &all_in_one(&local, &data));
+        let token = mint_token(&data);
+        let ids = seed(&server.grpc_url(), &bearer(&token)).await;
+        let base = format!("{}{COLLECTION}", server.http_url());
+        let target = Target::HttpGet {
+            base: base.clone(),
+            ids,
+            token: token.clone(),
+        };
+        bench
+            .scenario(HTTP_GET, target, &[("all", server.pid())])
+            .await;
+        let target = Target::HttpList {
+            url: format!("{base}?$filter=accessPackageId%20eq%20%27pkg-3%27&$top=50"),
+            token,
+        };
+        bench
+            .scenario(HTTP_LIST, target, &[("all", server.pid())])
+            .await;
+    }
+
+    let report = report(&bench);
+    println!("{report}");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+    fs::write(&path, &report).expect("write BENCHMARKS.md");
+    eprintln!("wrote {}", path.display());
+}
+
+fn data_dir(tmp: &Path, name: &str) -> PathBuf {
+    let dir = tmp.join(name);
+    fs::create_dir_all(&dir).expect("data dir");
+    dir
+}
+
+fn all_in_one<'a>(local: &[&'a str], data: &'a Path) -> Vec<&'a str> {
+    let mut args = local.to_vec();
+    args.extend(["--data-dir", data.to_str().expect("utf-8 path")]);
+    args
+}
+
+/// Creates [`SEED_ROWS`] assignments over gRPC, spread over [`SEED_PACKAGES`]
+/// access packages (`pkg-0`...); returns their ids.
+async fn seed(url: &str, token: &MetadataValue<tonic::metadata::Ascii>) -> Vec<String> {
+    let channels = grpc_channels(url, GRPC_CHANNELS).await;
+    let workers = 64;
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let mut client = EntitlementManagementClient::new(channels[w % channels.len()].clone());
+            let token = token.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in (w..SEED_ROWS).step_by(workers) {
+                    let assignment = documented(&format!("pkg-{}", i % SEED_PACKAGES));
+                    let created = client
+                        .create_assignment(grpc_create(assignment, &token))
+                        .await
+                        .expect("seed create")
+                        .into_inner();
+                    ids.push(created.id.expect("an id"));
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(SEED_ROWS);
+    for task in tasks {
+        ids.extend(task.await.expect("seed task"));
+    }
+    ids
+}
+
+fn machine() -> String {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    format!("{cores} cores (nproc), {cpu}, Linux {kernel}")
+}
+
+fn date() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn report(bench: &Bench) -> String {
+    let s = &bench.settings;
+    let levels: Vec<String> = s.levels.iter().map(ToString::to_string).collect();
+    let mut out = String::new();
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(
+        out,
+        "Command: `BENCH_WARMUP_SECS={} BENCH_SECS={} BENCH_CONCURRENCY={} cargo bench --bench gateway`  ",
+        s.warmup.as_secs_f64(),
+        s.measure.as_secs_f64(),
+        levels.join(",")
+    );
+    let _ = writeln!(out, "Machine: {}  ", machine());
+    let _ = writeln!(out, "Date: {}\n", date());
+    let _ = writeln!(
+        out,
+        "Keep-alive HTTP/1.1, one connection per client; direct gRPC over {GRPC_CHANNELS} HTTP/2 \
+         channels. Durable SQLite, default log settings. The load generator shares the machine. \
+         Server CPU is utime+stime of the server process(es) over the measured window, per \
+         request; peak RSS is VmHWM, the process's peak so far (levels run in order, on one \
+         process per scenario). Reads run over {SEED_ROWS} seeded assignments ({} per package).\n",
+        SEED_ROWS / SEED_PACKAGES
+    );
+    let _ = writeln!(
+        out,
+        "| scenario | conns | req/s | p50 µs | p99 µs | p99.9 µs | errors | server CPU µs/req | loadgen CPU µs/req | server peak RSS MiB |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &bench.rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.0} | {} |",
+            r.scenario,
+            r.concurrency,
+            r.requests_per_sec,
+            r.p50_us,
+            r.p99_us,
+            r.p999_us,
+            r.errors,
+            r.server_cpu,
+            r.loadgen_cpu_us,
+            r.peak_rss
+        );
+    }
+    let _ = writeln!(out);
+    let ratio = |a: &str, b: &str, c: usize| match (bench.find(a, c), bench.find(b, c)) {
+        (Some(a), Some(b)) if b.requests_per_sec > 0.0 => {
+            format!("{:.1}%", 100.0 * a.requests_per_sec / b.requests_per_sec)
+        }
+        _ => "n/a".into(),
+    };
+    let cpu_ratio = |a: &str, b: &str, c: usize| match (bench.find(a, c), bench.find(b, c)) {
+        (Some(a), Some(b)) if b.server_cpu_total_us > 0.0 => {
+            format!("{:.1}x", a.server_cpu_total_us / b.server_cpu_total_us)
+        }
+        _ => "n/a".into(),
+    };
+    let p50_gap = match (bench.find(HTTP_CREATE, 1), bench.find(GRPC_CREATE, 1)) {
+        (Some(h), Some(g)) => format!("{:+.0} µs", h.p50_us - g.p50_us),
+        _ => "n/a".into(),
+    };
+    let _ = writeln!(
+        out,
+        "Ratios at 64 connections: HTTP create all-in-one / ceiling = {} (target ≥ 35%); \
+         split roles / ceiling = {} (target ≥ 22%); all-in-one server CPU per create / ceiling's = {}. \
+         At 1 connection: HTTP create p50 − gRPC create p50 = {} (target ≤ 100 µs).",
+        ratio(HTTP_CREATE, CEILING, 64),
+        ratio(SPLIT_CREATE, CEILING, 64),
+        cpu_ratio(HTTP_CREATE, CEILING, 64),
+        p50_gap
+    );
+    out
+}
