@@ -3,6 +3,8 @@
 //! syntax, which errors are transient). Each backend only opens its pool and
 //! applies its migrations.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sqlx::{
     Database, Encode, Executor, FromRow, IntoArguments, Pool, Type, error::DatabaseError,
@@ -56,6 +58,7 @@ pub trait Dialect: Database {
 #[derive(Debug)]
 pub struct SqlStore<DB: Database> {
     pool: Pool<DB>,
+    statements: Arc<Statements>,
     /// With group commit: the queue of the one task that writes inserts.
     writer: Option<mpsc::Sender<InsertJob>>,
 }
@@ -70,10 +73,40 @@ struct InsertJob {
 /// The most inserts one group commit carries.
 const MAX_GROUP: usize = 256;
 
-impl<DB: Database> SqlStore<DB> {
+/// The fixed statements, written once in the backend's placeholder syntax.
+#[derive(Debug)]
+struct Statements {
+    /// An insert that leaves an existing row alone.
+    insert: String,
+    select_by_id: String,
+    delete_by_id: String,
+}
+
+impl Statements {
+    fn new<DB: Dialect>() -> Self {
+        let placeholders: Vec<String> = (1..=10).map(DB::placeholder).collect();
+        Self {
+            insert: format!(
+                "INSERT INTO assignments ({COLUMNS}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
+                placeholders.join(", ")
+            ),
+            select_by_id: format!(
+                "SELECT {COLUMNS} FROM assignments WHERE id = {}",
+                DB::placeholder(1)
+            ),
+            delete_by_id: format!("DELETE FROM assignments WHERE id = {}", DB::placeholder(1)),
+        }
+    }
+}
+
+impl<DB: Dialect> SqlStore<DB> {
     /// A store over `pool`, whose database is already migrated.
     pub(super) fn new(pool: Pool<DB>) -> Self {
-        Self { pool, writer: None }
+        Self {
+            pool,
+            statements: Arc::new(Statements::new::<DB>()),
+            writer: None,
+        }
     }
 }
 
@@ -81,6 +114,7 @@ impl<DB: Database> Clone for SqlStore<DB> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
+            statements: self.statements.clone(),
             writer: self.writer.clone(),
         }
     }
@@ -152,20 +186,11 @@ where
 /// the time it is read (deleted in between).
 const INSERT_ATTEMPTS: usize = 3;
 
-/// The SQL of an insert that leaves an existing row alone.
-fn insert_sql<DB: Dialect>() -> String {
-    let placeholders: Vec<String> = (1..=10).map(DB::placeholder).collect();
-    format!(
-        "INSERT INTO assignments ({COLUMNS}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
-        placeholders.join(", ")
-    )
-}
-
 /// Inserts `a` on `connection` (inside a transaction, for group commit); on a
 /// conflict, reads the row that is there.
 async fn insert_on<DB>(
     connection: &mut DB::Connection,
-    sql: &str,
+    statements: &Statements,
     a: &Assignment,
 ) -> Result<Inserted, sqlx::Error>
 where
@@ -180,7 +205,7 @@ where
     for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
 {
     let expired = a.expired_date_time.as_ref();
-    let result = sqlx::query(sql)
+    let result = sqlx::query(&statements.insert)
         .bind(a.id.to_string())
         .bind(a.catalog_id.clone())
         .bind(a.access_package_id.clone())
@@ -196,11 +221,7 @@ where
     if DB::rows_affected(&result) == 1 {
         return Ok(Inserted::Created);
     }
-    let select = format!(
-        "SELECT {COLUMNS} FROM assignments WHERE id = {}",
-        DB::placeholder(1)
-    );
-    let row: Row = sqlx::query_as(&select)
+    let row: Row = sqlx::query_as(&statements.select_by_id)
         .bind(a.id.to_string())
         .fetch_one(&mut *connection)
         .await?;
@@ -228,15 +249,22 @@ where
     #[must_use]
     pub(super) fn with_group_commit(mut self) -> Self {
         let (queue, jobs) = mpsc::channel(MAX_GROUP * 4);
-        tokio::spawn(write_groups::<DB>(self.pool.clone(), jobs));
+        tokio::spawn(write_groups::<DB>(
+            self.pool.clone(),
+            self.statements.clone(),
+            jobs,
+        ));
         self.writer = Some(queue);
         self
     }
 }
 
 /// The group-commit writer: runs until every store handle is gone.
-async fn write_groups<DB>(pool: Pool<DB>, mut jobs: mpsc::Receiver<InsertJob>)
-where
+async fn write_groups<DB>(
+    pool: Pool<DB>,
+    statements: Arc<Statements>,
+    mut jobs: mpsc::Receiver<InsertJob>,
+) where
     DB: Dialect,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
@@ -247,7 +275,6 @@ where
     for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
 {
-    let sql = insert_sql::<DB>();
     let mut group = Vec::with_capacity(MAX_GROUP);
     while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
         // Callers that gave up (timed out, disconnected) need no write.
@@ -259,7 +286,8 @@ where
             let mut transaction = pool.begin().await?;
             let mut outcomes = Vec::with_capacity(group.len());
             for job in &group {
-                outcomes.push(insert_on::<DB>(&mut transaction, &sql, &job.assignment).await?);
+                outcomes
+                    .push(insert_on::<DB>(&mut transaction, &statements, &job.assignment).await?);
             }
             transaction.commit().await?;
             Ok(outcomes)
@@ -321,10 +349,9 @@ where
                 .await
                 .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
         }
-        let sql = insert_sql::<DB>();
         for _ in 0..INSERT_ATTEMPTS {
             let mut connection = self.pool.acquire().await.map_err(DB::classify)?;
-            match insert_on::<DB>(&mut connection, &sql, a).await {
+            match insert_on::<DB>(&mut connection, &self.statements, a).await {
                 Ok(inserted) => return Ok(inserted),
                 // The conflicting row was deleted between the insert and the read.
                 Err(sqlx::Error::RowNotFound) => continue,
@@ -337,11 +364,7 @@ where
     }
 
     async fn get(&self, id: &AssignmentId) -> Result<Option<Assignment>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM assignments WHERE id = {}",
-            DB::placeholder(1)
-        );
-        let row: Option<Row> = sqlx::query_as(&sql)
+        let row: Option<Row> = sqlx::query_as(&self.statements.select_by_id)
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await
@@ -386,8 +409,7 @@ where
     }
 
     async fn delete(&self, id: &AssignmentId) -> Result<bool, StoreError> {
-        let sql = format!("DELETE FROM assignments WHERE id = {}", DB::placeholder(1));
-        let result = sqlx::query(&sql)
+        let result = sqlx::query(&self.statements.delete_by_id)
             .bind(id.to_string())
             .execute(&self.pool)
             .await
