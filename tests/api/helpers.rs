@@ -132,6 +132,13 @@ impl TestApp {
             .expect("POST")
     }
 
+    /// Creates the seed's assignment through `{prefix}` and returns the 201's body.
+    pub async fn create_seed(&self, prefix: &str) -> Value {
+        let response = self.post_assignment(prefix, SEED_REQUEST).await;
+        assert_eq!(response.status().as_u16(), 201);
+        response.json().await.expect("a JSON body")
+    }
+
     /// GETs one assignment with the token.
     pub async fn get_assignment(&self, prefix: &str, id: &str) -> reqwest::Response {
         self.http

@@ -70,12 +70,7 @@ async fn the_body_is_written_in_graphs_order_with_nulls_for_unset_properties() {
 #[tokio::test]
 async fn a_created_assignment_reads_back_on_every_prefix() {
     let app = TestApp::spawn().await;
-    let created: Value = app
-        .post_assignment("/localtest", SEED_REQUEST)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created = app.create_seed("/localtest").await;
     let id = created["id"].as_str().unwrap();
     for prefix in ["", "/beta", "/v1.0", "/localtest"] {
         let response = app.get_assignment(prefix, id).await;
@@ -103,12 +98,7 @@ async fn a_created_assignment_reads_back_on_every_prefix() {
 #[tokio::test]
 async fn a_restart_on_the_same_data_dir_keeps_assignments() {
     let app = TestApp::spawn().await;
-    let created: Value = app
-        .post_assignment("/beta", SEED_REQUEST)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created = app.create_seed("/beta").await;
     let app = app.restart().await;
     let response = app
         .get_assignment("/beta", created["id"].as_str().unwrap())

@@ -294,12 +294,7 @@ async fn an_expired_token_is_401() {
 #[tokio::test]
 async fn a_token_without_the_permission_is_403() {
     let app = TestApp::spawn().await;
-    let created: Value = app
-        .post_assignment("/beta", SEED_REQUEST)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created = app.create_seed("/beta").await;
     let id = created["id"].as_str().unwrap();
     let read_only = app.read_token();
     let response = app

@@ -37,18 +37,18 @@ impl Process {
     }
 }
 
+/// A ReadWrite.All token for the service whose data dir is `dir`.
+fn writer_token(dir: &std::path::Path) -> String {
+    let key = SigningKey::load_or_create(dir).unwrap();
+    let scopes = ["EntitlementManagement.ReadWrite.All".to_owned()];
+    key.issue("t", &scopes, Duration::from_secs(600)).unwrap()
+}
+
 #[tokio::test]
 async fn a_gateway_answers_503_while_its_upstream_is_down_and_recovers_by_itself() {
     let grpc_dir = tempfile::tempdir().unwrap();
     let gateway_dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::load_or_create(grpc_dir.path()).unwrap();
-    let token = key
-        .issue(
-            "t",
-            &["EntitlementManagement.ReadWrite.All".into()],
-            Duration::from_secs(600),
-        )
-        .unwrap();
+    let token = writer_token(grpc_dir.path());
 
     // The upstream's address, with nothing listening on it yet.
     let upstream_addr = TcpListener::bind("127.0.0.1:0")
@@ -160,14 +160,7 @@ async fn oversized_headers_are_431() {
 async fn a_dead_upstream_among_live_ones_fails_no_request() {
     let grpc_dir = tempfile::tempdir().unwrap();
     let gateway_dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::load_or_create(grpc_dir.path()).unwrap();
-    let token = key
-        .issue(
-            "t",
-            &["EntitlementManagement.ReadWrite.All".into()],
-            Duration::from_secs(600),
-        )
-        .unwrap();
+    let token = writer_token(grpc_dir.path());
 
     let live = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let live_addr = live.local_addr().unwrap();
