@@ -123,7 +123,7 @@ mod tests {
         };
         let cursor = Cursor {
             sort_value: -5,
-            id: AssignmentId::new_random(),
+            id: AssignmentId::generate(),
         };
         let token = tokens.issue(&query, &cursor);
         assert_eq!(tokens.check(&query, &token), Ok(cursor));

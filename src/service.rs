@@ -227,7 +227,7 @@ impl NewAssignment {
         let assignment_state = text(Property::AssignmentState, self.assignment_state, false);
 
         let id = match self.id {
-            None => Some(AssignmentId::new_random()),
+            None => Some(AssignmentId::generate()),
             Some(text) => match text.parse::<AssignmentId>() {
                 Ok(id) => Some(id),
                 Err(why) => {

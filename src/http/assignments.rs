@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     auth,
-    domain::Error,
+    domain::{AssignmentId, Error},
     proto::v1::{
         AccessPackageAssignment, CreateAssignmentRequest, DeleteAssignmentRequest,
         GetAssignmentRequest, ListAssignmentsRequest,
@@ -48,7 +48,7 @@ pub async fn create(
     // With an id, a create is idempotent, so it can be retried safely (here, and
     // by the caller).
     if assignment.id.is_none() {
-        assignment.id = Some(uuid::Uuid::new_v4().to_string());
+        assignment.id = Some(AssignmentId::generate().to_string());
     }
     let message = CreateAssignmentRequest {
         assignment: Some(assignment),

@@ -36,7 +36,8 @@ impl SqlStore<Sqlite> {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            // One connection stays with the group-commit writer; four serve reads.
+            .max_connections(5)
             .connect_with(options)
             .await
             .map_err(Sqlite::classify)?;

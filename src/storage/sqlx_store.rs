@@ -3,12 +3,12 @@
 //! syntax, which errors are transient). Each backend only opens its pool and
 //! applies its migrations.
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use async_trait::async_trait;
 use sqlx::{
-    Database, Encode, Executor, FromRow, IntoArguments, Pool, Type, error::DatabaseError,
-    migrate::MigrateError, query::QueryAs,
+    Connection as _, Database, Encode, Executor, FromRow, IntoArguments, Pool, Type,
+    error::DatabaseError, migrate::MigrateError, pool::PoolConnection, query::QueryAs,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -76,20 +76,33 @@ const MAX_GROUP: usize = 256;
 /// The fixed statements, written once in the backend's placeholder syntax.
 #[derive(Debug)]
 struct Statements {
-    /// An insert that leaves an existing row alone.
-    insert: String,
+    /// Inserts of 1, 2, 4, ... [`MAX_GROUP`] rows that leave an existing row alone
+    /// and return the ids they inserted.
+    insert: Vec<String>,
     select_by_id: String,
     delete_by_id: String,
 }
 
 impl Statements {
     fn new<DB: Dialect>() -> Self {
-        let placeholders: Vec<String> = (1..=10).map(DB::placeholder).collect();
+        let insert = |rows: usize| {
+            let values: Vec<String> = (0..rows)
+                .map(|row| {
+                    let columns: Vec<String> =
+                        (1..=10).map(|n| DB::placeholder(row * 10 + n)).collect();
+                    format!("({})", columns.join(", "))
+                })
+                .collect();
+            format!(
+                "INSERT INTO assignments ({COLUMNS}) VALUES {} \
+                 ON CONFLICT (id) DO NOTHING RETURNING id",
+                values.join(", ")
+            )
+        };
         Self {
-            insert: format!(
-                "INSERT INTO assignments ({COLUMNS}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
-                placeholders.join(", ")
-            ),
+            insert: (0..=MAX_GROUP.ilog2())
+                .map(|size| insert(1 << size))
+                .collect(),
             select_by_id: format!(
                 "SELECT {COLUMNS} FROM assignments WHERE id = {}",
                 DB::placeholder(1)
@@ -186,26 +199,21 @@ where
 /// the time it is read (deleted in between).
 const INSERT_ATTEMPTS: usize = 3;
 
-/// Inserts `a` on `connection` (inside a transaction, for group commit); on a
-/// conflict, reads the row that is there.
-async fn insert_on<DB>(
-    connection: &mut DB::Connection,
-    statements: &Statements,
+/// Adds the ten column values of `a` to an insert, in [`COLUMNS`] order.
+fn bind_row<'q, DB>(
+    query: QueryAs<'q, DB, (String,), DB::Arguments<'q>>,
     a: &Assignment,
-) -> Result<Inserted, sqlx::Error>
+) -> QueryAs<'q, DB, (String,), DB::Arguments<'q>>
 where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'r> Row: FromRow<'r, DB::Row>,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
+    DB: Database,
+    String: Encode<'q, DB> + Type<DB>,
+    Option<String>: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+    Option<i32>: Encode<'q, DB> + Type<DB>,
+    Option<bool>: Encode<'q, DB> + Type<DB>,
 {
     let expired = a.expired_date_time.as_ref();
-    let result = sqlx::query(&statements.insert)
+    query
         .bind(a.id.to_string())
         .bind(a.catalog_id.clone())
         .bind(a.access_package_id.clone())
@@ -216,18 +224,59 @@ where
         .bind(a.is_extended)
         .bind(expired.map(DateTimeOffset::ticks))
         .bind(expired.map(DateTimeOffset::offset_minutes))
-        .execute(&mut *connection)
-        .await?;
-    if DB::rows_affected(&result) == 1 {
-        return Ok(Inserted::Created);
+}
+
+/// Inserts `rows` on `connection` (inside one transaction, for group commit) with
+/// as few statements as it takes: multi-row inserts of power-of-two sizes, so that
+/// each size is prepared once. An id that was already stored, or that comes again
+/// later in `rows`, reads back the row that is there.
+async fn insert_rows<DB>(
+    connection: &mut DB::Connection,
+    statements: &Statements,
+    rows: &[&Assignment],
+) -> Result<Vec<Inserted>, sqlx::Error>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'r> Row: FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
+{
+    let mut created = HashSet::with_capacity(rows.len());
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let size = (rest.len().ilog2() as usize).min(statements.insert.len() - 1);
+        let (chunk, after) = rest.split_at(1 << size);
+        let query = chunk.iter().fold(
+            sqlx::query_as::<DB, (String,)>(&statements.insert[size]),
+            |query, a| bind_row(query, a),
+        );
+        for (id,) in query.fetch_all(&mut *connection).await? {
+            created.insert(id);
+        }
+        rest = after;
     }
-    let row: Row = sqlx::query_as(&statements.select_by_id)
-        .bind(a.id.to_string())
-        .fetch_one(&mut *connection)
-        .await?;
-    Assignment::try_from(row)
-        .map(Inserted::Existing)
-        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for a in rows {
+        let id = a.id.to_string();
+        // Only the first of repeated ids was the one inserted.
+        if created.remove(&id) {
+            outcomes.push(Inserted::Created);
+            continue;
+        }
+        let row: Row = sqlx::query_as(&statements.select_by_id)
+            .bind(id)
+            .fetch_one(&mut *connection)
+            .await?;
+        let existing = Assignment::try_from(row).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        outcomes.push(Inserted::Existing(existing));
+    }
+    Ok(outcomes)
 }
 
 impl<DB> SqlStore<DB>
@@ -236,6 +285,7 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'r> Row: FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
     for<'q> String: Encode<'q, DB> + Type<DB>,
     for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
@@ -269,12 +319,16 @@ async fn write_groups<DB>(
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'r> Row: FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
     for<'q> String: Encode<'q, DB> + Type<DB>,
     for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
 {
+    // The writer keeps one connection: its page cache stays warm, where a pool's
+    // connections would each reload the pages another one changed.
+    let mut connection: Option<PoolConnection<DB>> = None;
     let mut group = Vec::with_capacity(MAX_GROUP);
     while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
         // Callers that gave up (timed out, disconnected) need no write.
@@ -283,16 +337,21 @@ async fn write_groups<DB>(
             continue;
         }
         let outcome: Result<Vec<Inserted>, sqlx::Error> = async {
-            let mut transaction = pool.begin().await?;
-            let mut outcomes = Vec::with_capacity(group.len());
-            for job in &group {
-                outcomes
-                    .push(insert_on::<DB>(&mut transaction, &statements, &job.assignment).await?);
-            }
+            let connection = match &mut connection {
+                Some(connection) => connection,
+                None => connection.insert(pool.acquire().await?),
+            };
+            let mut transaction = connection.begin().await?;
+            let rows: Vec<&Assignment> = group.iter().map(|job| &job.assignment).collect();
+            let outcomes = insert_rows::<DB>(&mut transaction, &statements, &rows).await?;
             transaction.commit().await?;
             Ok(outcomes)
         }
         .await;
+        if outcome.is_err() {
+            // A connection that failed mid-transaction is not used again.
+            connection = None;
+        }
         match outcome {
             Ok(outcomes) => {
                 tracing::trace!(inserts = outcomes.len(), "group committed");
@@ -325,6 +384,7 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'r> Row: FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
     for<'r> (i64,): FromRow<'r, DB::Row>,
     for<'q> String: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
@@ -351,8 +411,8 @@ where
         }
         for _ in 0..INSERT_ATTEMPTS {
             let mut connection = self.pool.acquire().await.map_err(DB::classify)?;
-            match insert_on::<DB>(&mut connection, &self.statements, a).await {
-                Ok(inserted) => return Ok(inserted),
+            match insert_rows::<DB>(&mut connection, &self.statements, &[a]).await {
+                Ok(mut inserted) => return Ok(inserted.remove(0)),
                 // The conflicting row was deleted between the insert and the read.
                 Err(sqlx::Error::RowNotFound) => continue,
                 Err(e) => return Err(DB::classify(e)),

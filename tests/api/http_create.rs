@@ -32,7 +32,7 @@ async fn the_seed_request_gives_the_seed_response_on_every_prefix() {
             let (body, id) = split_id(response.json().await.unwrap());
             assert_eq!(body, expected, "{prefix}{suffix}");
             assert!(is_lower_guid(&id), "{id}");
-            assert_eq!(&id[14..15], "4", "a v4 UUID: {id}");
+            assert_eq!(&id[14..15], "7", "a time-ordered (v7) GUID: {id}");
             assert_eq!(
                 headers["location"].to_str().unwrap(),
                 app.url(&format!("{prefix}{COLLECTION}/{id}"))
