@@ -38,8 +38,11 @@ pub mod upstream;
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
-use tokio::{net::TcpListener, task::JoinHandle};
-use tokio_stream::{StreamExt as _, wrappers::TcpListenerStream};
+use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
+use tokio_stream::{
+    StreamExt as _,
+    wrappers::{ReceiverStream, TcpListenerStream},
+};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
@@ -87,6 +90,9 @@ impl Listeners {
 
 type ServerTask = JoinHandle<anyhow::Result<()>>;
 
+/// In-memory connections waiting for the in-process gRPC server to accept them.
+const CONNECTIONS_QUEUE: usize = 16;
+
 /// Serves what `config.role` names until `shutdown` completes, then drains within
 /// the configured bound: health turns NOT_SERVING first, the HTTP front stops and
 /// finishes its requests, then the gRPC service does.
@@ -103,6 +109,8 @@ pub async fn run(
 
     let grpc_stop = CancellationToken::new();
     let mut grpc: Option<(SocketAddr, ServerTask)> = None;
+    // All in one process: the front reaches this process's gRPC server in memory.
+    let mut in_process: Option<mpsc::Sender<upstream::InProcessConnection>> = None;
     if config.role.serves_grpc() {
         let listener = listeners
             .grpc
@@ -118,11 +126,28 @@ pub async fn run(
                 let _ = stream.set_nodelay(true);
             })
         });
+        let local = config.role.serves_http().then(|| {
+            let (accept, accepted) = mpsc::channel(CONNECTIONS_QUEUE);
+            in_process = Some(accept);
+            let accepted = ReceiverStream::new(accepted).map(Ok::<_, std::io::Error>);
+            server
+                .clone()
+                .serve_with_incoming_shutdown(accepted, grpc_stop.clone().cancelled_owned())
+        });
         let serving =
             server.serve_with_incoming_shutdown(incoming, grpc_stop.clone().cancelled_owned());
         grpc = Some((
             addr,
-            tokio::spawn(async move { serving.await.context("the gRPC server failed") }),
+            tokio::spawn(async move {
+                let local = async {
+                    match local {
+                        Some(local) => local.await,
+                        None => Ok(()),
+                    }
+                };
+                let (serving, local) = tokio::join!(serving, local);
+                serving.and(local).context("the gRPC server failed")
+            }),
         ));
     }
 
@@ -133,12 +158,11 @@ pub async fn run(
             .http
             .context("the gateway role needs an HTTP listener")?;
         let addr = listener.local_addr()?;
-        let upstreams = match &grpc {
+        let upstreams = match in_process.take() {
             // All in one process: the front is a gRPC client of this very server.
-            Some((grpc_addr, _)) => vec![format!("http://{}", connectable(*grpc_addr))],
-            None => config.upstreams.clone(),
+            Some(accept) => upstream::Upstreams::in_process(accept),
+            None => upstream::Upstreams::connect(&config.upstreams)?,
         };
-        let upstreams = upstream::Upstreams::connect(&upstreams)?;
         let app = http::router(http::AppState::new(upstreams, config.request_timeout()));
         let serving = http::serve::serve(
             listener,
@@ -275,16 +299,4 @@ fn grpc_span(request: &axum::http::Request<()>) -> tracing::Span {
         request.id = header("request-id"),
         client_request.id = header("client-request-id"),
     )
-}
-
-/// The address to dial for a listener bound to `addr` (a wildcard address is
-/// reached on loopback).
-fn connectable(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => {
-            SocketAddr::from(([127, 0, 0, 1], addr.port()))
-        }
-        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
-        _ => addr,
-    }
 }

@@ -443,12 +443,14 @@ mod tests {
     }
 
     #[test]
-    fn generates_a_v4_id_when_absent() {
+    fn generates_a_time_ordered_id_when_absent() {
         let a = valid().validate().unwrap();
         let text = a.id.to_string();
         assert_eq!(text.len(), 36);
-        assert_eq!(&text[14..15], "4");
+        assert_eq!(&text[14..15], "7");
         assert_eq!(text, text.to_lowercase());
+        let later = valid().validate().unwrap();
+        assert!(later.id > a.id, "{} then {}", a.id, later.id);
     }
 
     #[test]

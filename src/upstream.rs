@@ -1,5 +1,8 @@
-//! The HTTP front's connections to the gRPC service: one multiplexed channel per
-//! upstream instance, chosen in turn among the instances in rotation. An instance
+//! The HTTP front's connections to the gRPC service: a few multiplexed channels
+//! (HTTP/2 connections) per upstream instance, chosen in turn among the instances
+//! in rotation. In the all-in-one process the one "instance" is the process's own
+//! tonic server, reached over in-memory connections instead of loopback sockets
+//! (the same client, server stack, interceptors and codec; only the socket is gone). An instance
 //! leaves the rotation the moment a call to it fails for want of a connection, or
 //! when its `grpc.health.v1` status is not SERVING (draining before a restart,
 //! say); it comes back when a health check says SERVING again. If no instance is
@@ -15,7 +18,9 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tonic::transport::{Channel, Endpoint};
+use hyper_util::rt::TokioIo;
+use tokio::{io::DuplexStream, sync::mpsc};
+use tonic::transport::{Channel, Endpoint, Uri};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -26,12 +31,31 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// The service whose health decides rotation.
 const SERVICE: &str = "entitlement.v1.EntitlementManagement";
+/// HTTP/2 connections per upstream: one connection's task (and flow-control
+/// window) would otherwise carry every concurrent call alone.
+const CONNECTIONS_PER_UPSTREAM: usize = 4;
+/// The buffer of each in-memory connection, each way.
+const IN_PROCESS_BUFFER: usize = 64 * 1024;
 
 struct Member {
     uri: String,
-    channel: Channel,
+    channels: Vec<Channel>,
     in_rotation: AtomicBool,
 }
+
+impl Member {
+    fn new(uri: String, connect: impl Fn() -> Channel) -> Self {
+        Self {
+            uri,
+            channels: (0..CONNECTIONS_PER_UPSTREAM).map(|_| connect()).collect(),
+            // Everyone starts in rotation: the gateway works before the first check.
+            in_rotation: AtomicBool::new(true),
+        }
+    }
+}
+
+/// The far end of an in-memory connection, as the in-process gRPC server accepts it.
+pub type InProcessConnection = DuplexStream;
 
 /// The upstream instances and their rotation.
 #[derive(Clone)]
@@ -64,20 +88,43 @@ impl Upstreams {
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(20))
                     .keep_alive_timeout(Duration::from_secs(10));
-                Ok(Member {
-                    uri: url.clone(),
-                    channel: endpoint.connect_lazy(),
-                    // Everyone starts in rotation: the gateway works before the first check.
-                    in_rotation: AtomicBool::new(true),
-                })
+                Ok(Member::new(url.clone(), || endpoint.connect_lazy()))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self::watched(members))
+    }
+
+    /// The process's own gRPC server, reached over in-memory connections: each new
+    /// connection's far end is handed to the server through `accept`.
+    pub fn in_process(accept: mpsc::Sender<InProcessConnection>) -> Self {
+        let endpoint = Endpoint::from_static("http://in-process.invalid");
+        let connect = || {
+            let accept = accept.clone();
+            endpoint.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+                let accept = accept.clone();
+                async move {
+                    let (near, far) = tokio::io::duplex(IN_PROCESS_BUFFER);
+                    accept.send(far).await.map_err(|_| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::ConnectionRefused,
+                            "the in-process gRPC server has stopped",
+                        )
+                    })?;
+                    Ok::<_, std::io::Error>(TokioIo::new(near))
+                }
+            }))
+        };
+        Self::watched(vec![Member::new("in-process".to_owned(), connect)])
+    }
+
+    /// The upstreams `members`, with their health watched.
+    fn watched(members: Vec<Member>) -> Self {
         let upstreams = Self {
             members: Arc::new(members),
             next: Arc::new(AtomicUsize::new(0)),
         };
         tokio::spawn(watch(Arc::downgrade(&upstreams.members)));
-        Ok(upstreams)
+        upstreams
     }
 
     /// The next upstream in rotation, other than `avoid` when there is another.
@@ -92,7 +139,11 @@ impl Upstreams {
             })
             .or_else(|| candidates.clone().find(|&i| Some(Picked(i)) != avoid))
             .unwrap_or(start % count);
-        (Picked(choice), self.members[choice].channel.clone())
+        let channels = &self.members[choice].channels;
+        (
+            Picked(choice),
+            channels[start / count % channels.len()].clone(),
+        )
     }
 
     /// Takes an upstream out of rotation after a call to it could not be made; the
@@ -126,7 +177,7 @@ async fn watch(members: std::sync::Weak<Vec<Member>>) {
             let request = HealthCheckRequest {
                 service: SERVICE.to_owned(),
             };
-            let mut client = HealthClient::new(member.channel.clone());
+            let mut client = HealthClient::new(member.channels[0].clone());
             let serving = matches!(
                 tokio::time::timeout(HEALTH_INTERVAL, client.check(request)).await,
                 Ok(Ok(response)) if response.get_ref().status() == ServingStatus::Serving

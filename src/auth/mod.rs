@@ -6,12 +6,13 @@
 pub mod oidc;
 
 use std::{
+    collections::HashMap,
     fs,
     io::{self, Write as _},
     os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
-    sync::Arc,
-    time::Duration,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
@@ -224,6 +225,8 @@ struct IssuedClaims<'a> {
 /// the validation itself).
 #[derive(Deserialize)]
 pub(crate) struct VerifiedClaims {
+    /// Seconds since the Unix epoch; required and checked by the validation.
+    exp: u64,
     sub: Option<String>,
     scp: Option<String>,
     #[serde(default)]
@@ -256,6 +259,47 @@ pub struct Authenticator {
     local_key: DecodingKey,
     local: Validation,
     external: Option<Arc<oidc::ExternalIssuer>>,
+    verified: Arc<VerifiedTokens>,
+}
+
+/// The most tokens [`VerifiedTokens`] remembers.
+const MAX_VERIFIED_TOKENS: usize = 4096;
+
+/// Tokens that verified, with their principal, until they expire: a caller sends
+/// the same token with every request, and checking its signature again each time
+/// is most of what authentication costs. (A token signed with a key that is later
+/// withdrawn from the JWKS is still accepted until its `exp`.)
+#[derive(Default)]
+struct VerifiedTokens {
+    entries: Mutex<HashMap<String, (Principal, u64)>>,
+}
+
+impl VerifiedTokens {
+    fn get(&self, token: &str, now: u64) -> Option<Principal> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(token)
+            .filter(|(_, expires)| now < *expires)
+            .map(|(principal, _)| principal.clone())
+    }
+
+    fn put(&self, token: &str, principal: &Principal, expires: u64, now: u64) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= MAX_VERIFIED_TOKENS {
+            entries.retain(|_, (_, expires)| now < *expires);
+            if entries.len() >= MAX_VERIFIED_TOKENS {
+                entries.clear();
+            }
+        }
+        entries.insert(token.to_owned(), (principal.clone(), expires));
+    }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }
 
 impl Authenticator {
@@ -270,6 +314,7 @@ impl Authenticator {
                 leeway,
             ),
             external: None,
+            verified: Arc::default(),
         }
     }
 
@@ -292,6 +337,10 @@ impl Authenticator {
         else {
             return Err(Error::Unauthenticated(EMPTY_TOKEN));
         };
+        let now = unix_now();
+        if let Some(principal) = self.verified.get(token, now) {
+            return Ok(principal);
+        }
         let claims = self.verify(token).map_err(|reason| {
             tracing::warn!(%reason, "access token rejected");
             Error::Unauthenticated(INVALID_TOKEN)
@@ -305,10 +354,12 @@ impl Authenticator {
             .map(str::to_owned)
             .collect();
         permissions.extend(claims.roles);
-        Ok(Principal {
+        let principal = Principal {
             subject: claims.sub,
             permissions,
-        })
+        };
+        self.verified.put(token, &principal, claims.exp, now);
+        Ok(principal)
     }
 
     fn verify(&self, token: &str) -> Result<VerifiedClaims, String> {
