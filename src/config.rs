@@ -18,7 +18,7 @@ impl Cli {
     pub fn command(self) -> Command {
         self.command.unwrap_or_else(|| {
             // Parsing an empty argument list applies every default and env var.
-            Command::Serve(ServeArgs::parse_from(["serve"]))
+            Command::Serve(Box::new(ServeArgs::parse_from(["serve"])))
         })
     }
 }
@@ -26,7 +26,7 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gRPC service and the Graph HTTP front (the default command).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a bearer token signed with the data dir's local key.
     Token(TokenArgs),
 }
@@ -131,6 +131,64 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM before the process exits.
     #[arg(long, env = "ENTITLEMENT_GATEWAY_SHUTDOWN_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_timeout_secs: u64,
+
+    /// Address of the admin listener: Prometheus /metrics, /healthz and /readyz ('' turns it off; port 0 picks a free port).
+    #[arg(
+        long,
+        env = "ENTITLEMENT_GATEWAY_ADMIN_ADDR",
+        default_value = "127.0.0.1:9090"
+    )]
+    pub admin_addr: OptionalAddr,
+
+    /// Log line format: text (human-readable) or json (one object per line). Which lines: RUST_LOG (default info).
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// One access-log line per request at info (method, route, status, duration, ids, gRPC code): on or off.
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_ACCESS_LOG", value_enum, default_value_t = Switch::On)]
+    pub access_log: Switch,
+
+    /// OTLP/gRPC endpoint to export traces to, e.g. http://127.0.0.1:4317 (off when unset).
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// Origin browsers may call the HTTP API from, e.g. https://app.example.com; repeat (or comma-separate) for several, * for any. CORS is off when unset.
+    #[arg(
+        long = "cors-origin",
+        env = "ENTITLEMENT_GATEWAY_CORS_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+}
+
+/// A listening address that can be turned off with an empty value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for OptionalAddr {
+    type Err = std::net::AddrParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.trim().is_empty() {
+            Ok(Self(None))
+        } else {
+            text.trim().parse().map(|addr| Self(Some(addr)))
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// On or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 impl ServeArgs {

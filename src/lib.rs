@@ -17,16 +17,22 @@
 //! - [`storage`]: the [`storage::Store`] trait and its backends.
 //! - [`upstream`]: the front's balanced, health-checked channel to the service.
 //! - [`auth`]: the local signing key, minting and verifying bearer tokens.
-//! - [`proto`]: the generated code. [`shutdown`], [`telemetry`]: signals and logs.
+//! - [`observe`], [`metrics`], [`admin`]: access logs and metrics of both servers,
+//!   and the admin listener that serves them with health and readiness.
+//! - [`proto`]: the generated code. [`shutdown`], [`telemetry`]: signals, logs and
+//!   trace context.
 //!
 //! [`run`] takes already-bound listeners and a shutdown future, so callers (and
 //! tests) choose the ports and know them before anything is served.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod http;
+pub mod metrics;
+pub mod observe;
 pub mod paging;
 pub mod proto;
 pub mod service;
@@ -35,7 +41,14 @@ pub mod storage;
 pub mod telemetry;
 pub mod upstream;
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use anyhow::Context as _;
 use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
@@ -46,13 +59,19 @@ use tokio_stream::{
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
+use tower::{
+    layer::util::{Identity, Stack},
+    util::Either,
+};
 
 use crate::{
     auth::{Authenticator, SigningKey},
     config::ServeArgs,
     grpc::GrpcService,
+    metrics::Metrics,
     proto::v1::entitlement_management_server::EntitlementManagementServer,
     service::AssignmentService,
+    storage::Store,
 };
 
 /// The file name of the SQLite database in the data dir.
@@ -63,6 +82,8 @@ pub const DATABASE_FILE: &str = "entitlement.db";
 pub struct Listeners {
     pub http: Option<TcpListener>,
     pub grpc: Option<TcpListener>,
+    /// The admin listener (metrics, health); none when it is turned off.
+    pub admin: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -83,6 +104,13 @@ impl Listeners {
                 Some(TcpListener::bind(config.grpc_addr).await.with_context(|| {
                     format!("cannot bind the gRPC address {}", config.grpc_addr)
                 })?);
+        }
+        if let Some(addr) = config.admin_addr.0 {
+            listeners.admin = Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot bind the admin address {addr}"))?,
+            );
         }
         Ok(listeners)
     }
@@ -106,6 +134,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
+    let metrics = Metrics::new(&format!("{:?}", config.role).to_lowercase());
+    let serving = Arc::new(AtomicBool::new(true));
+    let mut store: Option<Arc<dyn Store>> = None;
 
     let grpc_stop = CancellationToken::new();
     let mut grpc: Option<(SocketAddr, ServerTask)> = None;
@@ -116,7 +147,8 @@ pub async fn run(
             .grpc
             .context("the gRPC role needs a gRPC listener")?;
         let addr = listener.local_addr()?;
-        let server = grpc_server(&config, health_service).await?;
+        let (server, opened) = grpc_server(&config, health_service, &metrics).await?;
+        store = Some(opened);
         health
             .set_serving::<EntitlementManagementServer<GrpcService>>()
             .await;
@@ -153,6 +185,7 @@ pub async fn run(
 
     let http_stop = CancellationToken::new();
     let mut http: Option<(SocketAddr, ServerTask)> = None;
+    let mut front_upstreams = None;
     if config.role.serves_http() {
         let listener = listeners
             .http
@@ -163,7 +196,13 @@ pub async fn run(
             Some(accept) => upstream::Upstreams::in_process(accept),
             None => upstream::Upstreams::connect(&config.upstreams)?,
         };
-        let app = http::router(http::AppState::new(upstreams, config.request_timeout()));
+        front_upstreams = Some(upstreams.clone());
+        let app = http::router(http::AppState::new(
+            upstreams,
+            config.request_timeout(),
+            metrics.clone(),
+            config.cors_origins.clone(),
+        ));
         let serving = http::serve::serve(
             listener,
             app,
@@ -179,6 +218,28 @@ pub async fn run(
         ));
     }
 
+    let admin_stop = CancellationToken::new();
+    let mut admin: Option<(SocketAddr, ServerTask)> = None;
+    if let Some(listener) = listeners.admin {
+        let addr = listener.local_addr()?;
+        let app = admin::router(admin::AdminState {
+            metrics: metrics.clone(),
+            store,
+            upstreams: front_upstreams,
+            serving: serving.clone(),
+        });
+        let stop = admin_stop.clone();
+        admin = Some((
+            addr,
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+                    .context("the admin server failed")
+            }),
+        ));
+    }
+
     if config.role == config::Role::Gateway {
         tracing::info!(upstreams = ?config.upstreams, "calling the gRPC service");
     }
@@ -187,18 +248,22 @@ pub async fn run(
         role = ?config.role,
         http.addr = http.as_ref().map(|(addr, _)| tracing::field::display(addr)),
         grpc.addr = grpc.as_ref().map(|(addr, _)| tracing::field::display(addr)),
+        admin.addr = admin.as_ref().map(|(addr, _)| tracing::field::display(addr)),
         data_dir = %config.data_dir.display(),
         "listening"
     );
 
     let (mut grpc_task, mut http_task) = (grpc.map(|(_, task)| task), http.map(|(_, task)| task));
+    let mut admin_task = admin.map(|(_, task)| task);
     // Run until asked to stop, or until a server fails on its own.
     tokio::select! {
         () = shutdown => {}
         result = finished(&mut grpc_task) => return result.and(Err(anyhow::anyhow!("the gRPC server stopped"))),
         result = finished(&mut http_task) => return result.and(Err(anyhow::anyhow!("the HTTP server stopped"))),
+        result = finished(&mut admin_task) => return result.and(Err(anyhow::anyhow!("the admin server stopped"))),
     }
 
+    serving.store(false, Ordering::Relaxed);
     health
         .set_not_serving::<EntitlementManagementServer<GrpcService>>()
         .await;
@@ -214,6 +279,10 @@ pub async fn run(
     if let Some(task) = grpc_task {
         drain("gRPC", task, deadline).await;
     }
+    admin_stop.cancel();
+    if let Some(task) = admin_task {
+        drain("admin", task, deadline).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -226,13 +295,28 @@ async fn finished(task: &mut Option<ServerTask>) -> anyhow::Result<()> {
     }
 }
 
-/// The gRPC server: the service (with its store and key), health and reflection.
+/// The layers around every gRPC service: gRPC-Web for browsers (with CORS when
+/// origins are configured), then metrics and access logs.
+type GrpcLayers = Stack<
+    Stack<
+        observe::ObserveGrpcLayer,
+        Stack<
+            tonic_web::GrpcWebLayer,
+            Stack<Either<tower_http::cors::CorsLayer, Identity>, Identity>,
+        >,
+    >,
+    Identity,
+>;
+
+/// The gRPC server: the service (with its store and key), health and reflection;
+/// and the store, for readiness.
 async fn grpc_server(
     config: &ServeArgs,
     health_service: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
-) -> anyhow::Result<tonic::transport::server::Router> {
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(tonic::transport::server::Router<GrpcLayers>, Arc<dyn Store>)> {
     let key = SigningKey::load_or_create(&config.data_dir).with_context(|| {
         format!(
             "cannot open the signing key in {}",
@@ -247,8 +331,9 @@ async fn grpc_server(
     let store = storage::open(&database_url)
         .await
         .context("cannot open the database")?;
+    let store = storage::Observed::wrap(store, metrics.clone());
     let page_tokens = paging::PageTokens::new(key.derive("entitlement-gateway page tokens v1"));
-    let service = AssignmentService::new(store, page_tokens);
+    let service = AssignmentService::new(store.clone(), page_tokens);
     let mut authenticator = Authenticator::local(&key, config.clock_skew());
     if let Some(oidc) = config.oidc()? {
         authenticator = authenticator.with_external(auth::oidc::ExternalIssuer::start(oidc).await?);
@@ -262,15 +347,24 @@ async fn grpc_server(
             // So that reflection clients (grpcurl) can decode the google.rpc error details.
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
     };
-    Ok(Server::builder()
+    let layers = tower::ServiceBuilder::new()
+        .layer(http::cors(&config.cors_origins))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(observe::ObserveGrpcLayer::new(metrics.clone()))
+        .into_inner();
+    let router = Server::builder()
+        // gRPC-Web arrives over HTTP/1.1.
+        .accept_http1(true)
         // Every call is bounded, whatever grpc-timeout the caller sent (a shorter
         // grpc-timeout is enforced too).
         .timeout(config.request_timeout())
         .trace_fn(grpc_span)
+        .layer(layers)
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
-        .add_service(GrpcService::server(service, authenticator)))
+        .add_service(GrpcService::server(service, authenticator));
+    Ok((router, store))
 }
 
 /// Waits for a server to finish its in-flight requests, until `deadline`.
@@ -293,10 +387,13 @@ async fn drain(name: &str, task: JoinHandle<anyhow::Result<()>>, deadline: tokio
 /// caller) sent, so every log line of the call carries them.
 fn grpc_span(request: &axum::http::Request<()>) -> tracing::Span {
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "grpc",
         rpc.method = request.uri().path(),
         request.id = header("request-id"),
         client_request.id = header("client-request-id"),
-    )
+        trace.id = tracing::field::Empty,
+    );
+    telemetry::adopt(&span, &telemetry::extract(request.headers()));
+    span
 }

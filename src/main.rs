@@ -18,13 +18,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command() {
-        Command::Serve(config) => {
-            telemetry::init();
-            match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime.block_on(serve(config)),
-                Err(e) => Err(e.into()),
-            }
-        }
+        Command::Serve(config) => serve_until_stopped(*config),
         Command::Token(args) => token(&args),
     };
     match result {
@@ -34,6 +28,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn serve_until_stopped(config: entitlement_gateway::config::ServeArgs) -> anyhow::Result<()> {
+    // Before the runtime: the OTLP exporter's client must not live inside it. Its
+    // guard outlives the runtime, so the last log lines and spans are flushed.
+    let _telemetry = telemetry::init(
+        config.log_format,
+        config.access_log,
+        config.otlp_endpoint.as_deref(),
+    )?;
+    tokio::runtime::Runtime::new()?.block_on(serve(config))
 }
 
 async fn serve(config: entitlement_gateway::config::ServeArgs) -> anyhow::Result<()> {

@@ -1,15 +1,184 @@
-//! Logging: `tracing` to stdout, filtered by `RUST_LOG` (default `info`).
+//! Logs and traces. Log lines go through `tracing`, filtered by `RUST_LOG` (default
+//! `info`), as text or JSON, written to stdout by a background thread so that a slow
+//! terminal or pipe never holds up a request. W3C trace context (`traceparent`,
+//! `tracestate`) is read from HTTP requests and gRPC calls, recorded as `trace.id`,
+//! and passed on to the gRPC service; with `--otlp-endpoint`, spans are exported
+//! over OTLP/HTTP as well.
 
 use std::io::IsTerminal as _;
 
-use tracing_subscriber::EnvFilter;
+use anyhow::Context as _;
+use opentelemetry::{
+    Context,
+    propagation::{Extractor, Injector, TextMapPropagator as _},
+    trace::{TraceContextExt as _, TracerProvider as _},
+};
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::{
+    EnvFilter, Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _,
+};
 
-/// Installs the global subscriber. Call once, from `main`.
-pub fn init() {
-    let filter =
+use crate::config::{LogFormat, Switch};
+
+/// The log target of access-log lines (`RUST_LOG=access=off` silences them too).
+pub const ACCESS_LOG: &str = "access";
+
+/// Keeps logging and trace export running; dropping it flushes both.
+pub struct Telemetry {
+    _writer: WorkerGuard,
+    tracer: Option<SdkTracerProvider>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(tracer) = self.tracer.take()
+            && let Err(e) = tracer.shutdown()
+        {
+            eprintln!("trace export did not shut down cleanly: {e}");
+        }
+    }
+}
+
+/// Installs the global subscriber. Call once, from `main`, before the runtime starts
+/// (the OTLP exporter's blocking client must not be created inside it).
+///
+/// # Errors
+/// When the OTLP endpoint is invalid or a subscriber is already installed.
+pub fn init(
+    format: LogFormat,
+    access_log: Switch,
+    otlp_endpoint: Option<&str>,
+) -> anyhow::Result<Telemetry> {
+    let mut filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal())
-        .init();
+    if access_log == Switch::Off {
+        filter = filter.add_directive(format!("{ACCESS_LOG}=off").parse()?);
+    }
+    // Lines are queued to a writer thread; if it falls far behind, lines are dropped
+    // rather than requests held up.
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let lines = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(std::io::stdout().is_terminal())
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(writer)
+            .boxed(),
+    };
+    let tracer = otlp_endpoint.map(tracer_provider).transpose()?;
+    let spans = tracer.as_ref().map(|provider| {
+        tracing_opentelemetry::layer().with_tracer(provider.tracer("entitlement-gateway"))
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .with(spans)
+        .try_init()
+        .context("a log subscriber is already installed")?;
+    Ok(Telemetry {
+        _writer: guard,
+        tracer,
+    })
+}
+
+/// Spans exported in batches to an OTLP/HTTP collector at `endpoint` (traces go to
+/// `/v1/traces` under it unless it names a path).
+fn tracer_provider(endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
+    let uri: http::Uri = endpoint
+        .parse()
+        .with_context(|| format!("invalid --otlp-endpoint {endpoint:?}"))?;
+    let endpoint = match uri.path() {
+        "" | "/" => format!("{}/v1/traces", endpoint.trim_end_matches('/')),
+        _ => endpoint.to_owned(),
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(endpoint)
+        .build()
+        .context("cannot set up the OTLP exporter")?;
+    Ok(SdkTracerProvider::builder()
+        .with_resource(
+            Resource::builder()
+                .with_service_name("entitlement-gateway")
+                .build(),
+        )
+        .with_batch_exporter(exporter)
+        .build())
+}
+
+/// The W3C trace context a request or call carries; empty when it has none (or a
+/// malformed one).
+pub fn extract(headers: &http::HeaderMap) -> Context {
+    TraceContextPropagator::new().extract(&HeaderReader(headers))
+}
+
+/// Makes `span` a child of `parent` (for export) and records its `trace.id`: the
+/// exported trace's when spans are exported, else the caller's. Returns that id.
+pub fn adopt(span: &tracing::Span, parent: &Context) -> Option<opentelemetry::trace::TraceId> {
+    // Only fails when no OpenTelemetry layer is installed: nothing to adopt then.
+    let _ = span.set_parent(parent.clone());
+    let own = span.context();
+    let context = if own.span().span_context().is_valid() {
+        &own
+    } else {
+        parent
+    };
+    let trace_id = trace_id(context);
+    if let Some(trace_id) = trace_id {
+        span.record("trace.id", tracing::field::display(trace_id));
+    }
+    trace_id
+}
+
+/// The trace id of `context`, when it has a valid one.
+pub fn trace_id(context: &Context) -> Option<opentelemetry::trace::TraceId> {
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context.is_valid().then(|| span_context.trace_id())
+}
+
+/// Adds `traceparent` (and `tracestate`) to an outgoing gRPC call: the current
+/// span's when spans are exported (so the service's span is its child), else the
+/// caller's `parent` unchanged.
+pub fn inject(parent: &Context, metadata: &mut tonic::metadata::MetadataMap) {
+    let own = tracing::Span::current().context();
+    let context = if own.span().span_context().is_valid() {
+        &own
+    } else {
+        parent
+    };
+    TraceContextPropagator::new().inject_context(context, &mut MetadataWriter(metadata));
+}
+
+struct HeaderReader<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderReader<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+struct MetadataWriter<'a>(&'a mut tonic::metadata::MetadataMap);
+
+impl Injector for MetadataWriter<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            tonic::metadata::AsciiMetadataValue::try_from(value),
+        ) {
+            self.0.insert(key, value);
+        }
+    }
 }

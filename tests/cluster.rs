@@ -66,6 +66,7 @@ impl Server {
         let mut command = Command::new(BINARY);
         command
             .args(["serve", "--role", "grpc", "--grpc-addr", "127.0.0.1:0"])
+            .args(["--admin-addr", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--database-url", database_url]);
@@ -76,6 +77,7 @@ impl Server {
     async fn gateway(name: &str, upstreams: &[&Server]) -> Self {
         let mut command = Command::new(BINARY);
         command.args(["serve", "--role", "gateway", "--http-addr", "127.0.0.1:0"]);
+        command.args(["--admin-addr", "127.0.0.1:0"]);
         for upstream in upstreams {
             command.args(["--upstream", &upstream.url()]);
         }

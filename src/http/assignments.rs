@@ -13,7 +13,11 @@ use bytes::Bytes;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
 use super::{
-    ApiError, AppState, COLLECTION, RequestContext, Retry, graph_json, query::ListOptions,
+    ApiError, AppState, COLLECTION, RequestContext, Retry, graph_json,
+    openapi::{
+        AccessPackageAssignmentCollection, NewAccessPackageAssignment, ODataError, Select, TAG, Top,
+    },
+    query::ListOptions,
 };
 use crate::{
     auth,
@@ -31,6 +35,28 @@ const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
 const GRAPH_JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
 
 /// `POST {prefix}/identityGovernance/entitlementManagement/accessPackageAssignments[/$ref]`
+#[utoipa::path(
+    post,
+    path = COLLECTION,
+    operation_id = "identityGovernance.entitlementManagement.CreateAccessPackageAssignments",
+    tag = TAG,
+    summary = "Create an accessPackageAssignment",
+    description = "Needs `EntitlementManagement.ReadWrite.All`. With an id that exists, answers 409.",
+    request_body(
+        content = NewAccessPackageAssignment,
+        content_type = "application/json",
+        description = "Graph JSON; `Content-Type: application/json` (charset utf-8, if any) is required. At most 1 MiB.",
+    ),
+    responses(
+        (status = 201, description = "Created: the assignment as stored", body = super::openapi::AccessPackageAssignment,
+            headers(("Location" = String, description = "The URL of the new assignment"))),
+        (status = 400, description = "The body is not a valid accessPackageAssignment", body = ODataError),
+        (status = 409, description = "An assignment with this id exists", body = ODataError),
+        (status = 413, description = "The body is larger than 1 MiB", body = ODataError),
+        (status = 415, description = "The body is not declared as JSON", body = ODataError),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     axum::Extension(context): axum::Extension<RequestContext>,
@@ -73,6 +99,21 @@ pub async fn create(
 }
 
 /// `GET {prefix}/identityGovernance/entitlementManagement/accessPackageAssignments/{id}`
+#[utoipa::path(
+    get,
+    path = format!("{COLLECTION}/{{id}}"),
+    operation_id = "identityGovernance.entitlementManagement.GetAccessPackageAssignments",
+    tag = TAG,
+    summary = "Get an accessPackageAssignment",
+    description = "Needs `EntitlementManagement.Read.All` or `EntitlementManagement.ReadWrite.All`.",
+    params(("id" = String, Path, description = "The assignment's id, a GUID")),
+    responses(
+        (status = 200, description = "The assignment", body = super::openapi::AccessPackageAssignment),
+        (status = 400, description = "The id is not a GUID", body = ODataError),
+        (status = 404, description = "No assignment has this id", body = ODataError),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     axum::Extension(context): axum::Extension<RequestContext>,
@@ -102,6 +143,32 @@ pub async fn get(
 }
 
 /// `GET {prefix}/identityGovernance/entitlementManagement/accessPackageAssignments`
+#[utoipa::path(
+    get,
+    path = COLLECTION,
+    operation_id = "identityGovernance.entitlementManagement.ListAccessPackageAssignments",
+    tag = TAG,
+    summary = "List accessPackageAssignments",
+    description = "Needs `EntitlementManagement.Read.All` or `EntitlementManagement.ReadWrite.All`. Query options not listed here (e.g. `$expand`, `$skip`, `$search`) are refused with 400; options without `$` are ignored.",
+    params(
+        ("$filter" = Option<String>, Query, example = "assignmentState eq 'Delivered'",
+            description = "An OData filter: comparisons (`eq`, `ne`; `lt`, `le`, `gt`, `ge` on expiredDateTime) of a property with a literal, joined by `and`/`or`, in parentheses if needed. `accessPackage/id` stands for accessPackageId and `accessPackageAssignmentPolicy/id` for assignmentPolicyId."),
+        ("$top" = inline(Option<Top>), Query, example = 10, description = "The page size."),
+        ("$skiptoken" = Option<String>, Query,
+            description = "Where the page starts: the opaque token of an `@odata.nextLink`."),
+        ("$count" = Option<bool>, Query, example = true,
+            description = "Whether to include `@odata.count`, the number of assignments that match."),
+        ("$select" = inline(Option<Select>), Query, style = Form, explode = false, example = json!(["accessPackageId", "targetId"]),
+            description = "The properties each item carries (id always): comma-separated names, or `*` for all."),
+        ("$orderby" = Option<String>, Query, example = "expiredDateTime desc",
+            description = "One of `id` or `expiredDateTime`, optionally followed by `asc` or `desc`."),
+    ),
+    responses(
+        (status = 200, description = "A page of assignments", body = AccessPackageAssignmentCollection),
+        (status = 400, description = "A query option is unsupported, repeated or malformed", body = ODataError),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     axum::Extension(context): axum::Extension<RequestContext>,
@@ -165,6 +232,21 @@ pub async fn list(
 }
 
 /// `DELETE {prefix}/identityGovernance/entitlementManagement/accessPackageAssignments/{id}`
+#[utoipa::path(
+    delete,
+    path = format!("{COLLECTION}/{{id}}"),
+    operation_id = "identityGovernance.entitlementManagement.DeleteAccessPackageAssignments",
+    tag = TAG,
+    summary = "Delete an accessPackageAssignment",
+    description = "Needs `EntitlementManagement.ReadWrite.All`.",
+    params(("id" = String, Path, description = "The assignment's id, a GUID")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "The id is not a GUID", body = ODataError),
+        (status = 404, description = "No assignment has this id", body = ODataError),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     axum::Extension(context): axum::Extension<RequestContext>,
@@ -218,7 +300,7 @@ fn upstream_metadata(
     if authorization.len() > MAX_AUTHORIZATION_BYTES {
         return Err(unauthenticated(auth::INVALID_TOKEN));
     }
-    let mut metadata = MetadataMap::with_capacity(3);
+    let mut metadata = MetadataMap::with_capacity(5);
     let ascii = |text: &str| AsciiMetadataValue::try_from(text).ok();
     metadata.insert(
         "authorization",
@@ -230,6 +312,7 @@ fn upstream_metadata(
     if let Some(value) = ascii(context.client_request_id()) {
         metadata.insert("client-request-id", value);
     }
+    crate::telemetry::inject(&context.trace, &mut metadata);
     Ok(metadata)
 }
 

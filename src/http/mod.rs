@@ -6,31 +6,44 @@
 mod assignments;
 mod error;
 pub mod graph_json;
+pub mod metadata;
+pub mod openapi;
 mod query;
 pub mod serve;
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, Request, State},
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
     http::{HeaderName, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse as _, Response},
-    routing::{get, post},
 };
 use tonic::transport::Channel;
 use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
     limit::RequestBodyLimitLayer,
     timeout::{RequestBodyTimeoutLayer, TimeoutLayer},
-    trace::TraceLayer,
 };
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 pub use error::ApiError;
 
 use crate::{
-    proto::v1::entitlement_management_client::EntitlementManagementClient, upstream::Upstreams,
+    metrics::Metrics,
+    observe,
+    proto::v1::{
+        CreateAssignmentRequest, DeleteAssignmentRequest, GetAssignmentRequest,
+        ListAssignmentsRequest, entitlement_management_client::EntitlementManagementClient,
+    },
+    telemetry,
+    upstream::Upstreams,
 };
 
 /// The version prefixes the API answers on, "" included.
@@ -54,13 +67,23 @@ pub struct AppState {
     upstreams: Upstreams,
     /// The deadline of each request, sent upstream as `grpc-timeout`.
     request_timeout: Duration,
+    metrics: Arc<Metrics>,
+    /// Origins allowed to call from a browser (CORS); none when empty.
+    cors_origins: Vec<String>,
 }
 
 impl AppState {
-    pub fn new(upstreams: Upstreams, request_timeout: Duration) -> Self {
+    pub fn new(
+        upstreams: Upstreams,
+        request_timeout: Duration,
+        metrics: Arc<Metrics>,
+        cors_origins: Vec<String>,
+    ) -> Self {
         Self {
             upstreams,
             request_timeout,
+            metrics,
+            cors_origins,
         }
     }
 
@@ -75,7 +98,7 @@ impl AppState {
         rpc: F,
     ) -> Result<R, ApiError>
     where
-        T: Clone,
+        T: Clone + Rpc,
         F: Fn(EntitlementManagementClient<Channel>, tonic::Request<T>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
     {
@@ -88,7 +111,16 @@ impl AppState {
             );
             request.set_timeout(self.request_timeout);
             let call = rpc(EntitlementManagementClient::new(channel), request);
-            async move { (picked, call.await) }
+            async move {
+                let started = Instant::now();
+                let result = call.await;
+                let code = result
+                    .as_ref()
+                    .map_or_else(tonic::Status::code, |_| tonic::Code::Ok);
+                self.metrics
+                    .upstream_call(T::METHOD, code, started.elapsed());
+                (picked, result)
+            }
         };
         let (picked, result) = attempt(None).await;
         let result = match result {
@@ -115,10 +147,36 @@ impl AppState {
             }
             other => other,
         };
+        observe::upstream_code(
+            result
+                .as_ref()
+                .map_or_else(tonic::Status::code, |_| tonic::Code::Ok),
+        );
         result
             .map(tonic::Response::into_inner)
             .map_err(|status| ApiError::from_status(&status))
     }
+}
+
+/// The gRPC method a request message is sent to (for metrics).
+trait Rpc {
+    const METHOD: &'static str;
+}
+
+impl Rpc for CreateAssignmentRequest {
+    const METHOD: &'static str = "CreateAssignment";
+}
+
+impl Rpc for GetAssignmentRequest {
+    const METHOD: &'static str = "GetAssignment";
+}
+
+impl Rpc for ListAssignmentsRequest {
+    const METHOD: &'static str = "ListAssignments";
+}
+
+impl Rpc for DeleteAssignmentRequest {
+    const METHOD: &'static str = "DeleteAssignment";
 }
 
 /// Whether an upstream call may be repeated when the upstream was unavailable.
@@ -135,6 +193,8 @@ pub struct RequestContext {
     pub request_id: String,
     /// The caller's `client-request-id`, when it sent a usable one.
     pub client_request_id: Option<String>,
+    /// The caller's W3C trace context (`traceparent`), passed on upstream.
+    pub trace: opentelemetry::Context,
 }
 
 impl RequestContext {
@@ -149,37 +209,15 @@ impl RequestContext {
 /// The HTTP application: routes for every prefix, Graph errors for everything else.
 pub fn router(state: AppState) -> Router {
     let timeout = state.request_timeout;
-    let mut router = Router::new();
-    for prefix in PREFIXES {
-        let collection = format!("{prefix}{COLLECTION}");
-        router = router
-            .route(
-                &collection,
-                post(assignments::create).get(assignments::list),
-            )
-            .route(&format!("{collection}/$ref"), post(assignments::create))
-            .route(
-                &format!("{collection}/{{id}}"),
-                get(assignments::get).delete(assignments::delete),
-            );
-    }
-    router
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(|State(state): State<AppState>| async move {
-                if state.upstreams.ready() {
-                    (StatusCode::OK, "ready").into_response()
-                } else {
-                    ApiError::from_http_status(StatusCode::SERVICE_UNAVAILABLE).into_response()
-                }
-            }),
-        )
+    let cors = cors(&state.cors_origins);
+    // Every route, each registered with its OpenAPI operation (see `openapi`):
+    // add a route there, not here, so that /openapi.json lists it.
+    openapi::router()
         .fallback(|| async { ApiError::from_http_status(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async {
             ApiError::from_http_status(StatusCode::METHOD_NOT_ALLOWED)
         })
-        .with_state(state)
+        .with_state(state.clone())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // A declared Content-Length over the limit is refused before any of it is read.
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
@@ -191,19 +229,45 @@ pub fn router(state: AppState) -> Router {
             StatusCode::GATEWAY_TIMEOUT,
             timeout,
         ))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let context = request.extensions().get::<RequestContext>();
-                tracing::info_span!(
-                    "http",
-                    http.method = %request.method(),
-                    http.path = request.uri().path(),
-                    request.id = context.map(|c| c.request_id.as_str()),
-                    client_request.id = context.and_then(|c| c.client_request_id.as_deref()),
-                )
-            }),
+        .layer(middleware::from_fn_with_state(state, request_context))
+        .layer(cors)
+}
+
+/// CORS for the origins given (`*` for any); a layer that does nothing when none are.
+pub(crate) fn cors(
+    origins: &[String],
+) -> tower::util::Either<CorsLayer, tower::layer::util::Identity> {
+    if origins.is_empty() {
+        return tower::util::Either::Right(tower::layer::util::Identity::new());
+    }
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
         )
-        .layer(middleware::from_fn(request_context))
+    };
+    tower::util::Either::Left(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([http::Method::GET, http::Method::POST, http::Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                CLIENT_REQUEST_ID,
+                HeaderName::from_static("traceparent"),
+                HeaderName::from_static("tracestate"),
+            ])
+            .expose_headers([
+                REQUEST_ID,
+                CLIENT_REQUEST_ID,
+                header::LOCATION,
+                ODATA_VERSION,
+            ])
+            .max_age(Duration::from_secs(3600)),
+    )
 }
 
 /// How long a caller may take to send its body: well within the request's deadline.
@@ -211,9 +275,16 @@ fn body_timeout(request_timeout: Duration) -> Duration {
     (request_timeout / 2).min(Duration::from_secs(10))
 }
 
-/// Gives each request its ids, renders any error as Graph's error body, and adds
-/// the headers Graph puts on every response.
-async fn request_context(mut request: Request, next: Next) -> Response {
+/// Gives each request its ids and span, renders any error as Graph's error body,
+/// adds the headers Graph puts on every response, and records the request's
+/// metrics and access-log line.
+async fn request_context(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let _in_flight = state.metrics.in_flight("http");
     let client_request_id = request
         .headers()
         .get(&CLIENT_REQUEST_ID)
@@ -223,18 +294,37 @@ async fn request_context(mut request: Request, next: Next) -> Response {
     let context = RequestContext {
         request_id: Uuid::new_v4().to_string(),
         client_request_id,
+        trace: telemetry::extract(request.headers()),
     };
     request.extensions_mut().insert(context.clone());
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let span = tracing::info_span!(
+        "http",
+        http.method = %method,
+        http.route = route,
+        request.id = context.request_id,
+        client_request.id = context.client_request_id,
+        trace.id = tracing::field::Empty,
+    );
+    let trace_id = telemetry::adopt(&span, &context.trace);
 
     let header_bytes: usize = request
         .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
-    let mut response = if header_bytes > MAX_HEADER_BYTES {
-        ApiError::from_http_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).into_response()
+    let (mut response, grpc_code) = if header_bytes > MAX_HEADER_BYTES {
+        let refused =
+            ApiError::from_http_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).into_response();
+        (refused, None)
     } else {
-        next.run(request).await
+        observe::with_upstream_code(next.run(request))
+            .instrument(span)
+            .await
     };
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         response = keep_allow(error.render(&context), response);
@@ -251,6 +341,19 @@ async fn request_context(mut request: Request, next: Next) -> Response {
         headers.insert(CLIENT_REQUEST_ID, value);
     }
     headers.insert(ODATA_VERSION, HeaderValue::from_static("4.0"));
+    observe::http_request(
+        &state.metrics,
+        &observe::HttpAccess {
+            method: method.as_str(),
+            route: &route,
+            status: response.status().as_u16(),
+            took: started.elapsed(),
+            request_id: &context.request_id,
+            client_request_id: context.client_request_id.as_deref(),
+            grpc_code,
+            trace_id,
+        },
+    );
     response
 }
 

@@ -3,6 +3,7 @@
 //! implementation, [`SqlStore`], opened their own way); [`open`] picks one by URL.
 //! The fronts only ever see `Arc<dyn Store>` through the service.
 
+mod observed;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -12,6 +13,7 @@ use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
 
+pub use observed::Observed;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use sqlx_store::{Dialect, SqlStore};

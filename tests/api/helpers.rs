@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use entitlement_gateway::{
     Listeners,
     auth::{READ_ALL, READ_WRITE_ALL, SigningKey},
-    config::{Role, ServeArgs},
+    config::{LogFormat, OptionalAddr, Role, ServeArgs, Switch},
     proto::v1::entitlement_management_client::EntitlementManagementClient,
 };
 use serde_json::Value;
@@ -26,6 +26,8 @@ pub const SEED_RESPONSE: &str = include_str!("../fixtures/seed/response.json");
 pub struct TestApp {
     pub http_base: String,
     pub grpc_base: String,
+    /// The admin listener: /metrics, /healthz, /readyz.
+    pub admin_base: String,
     pub data_dir: Arc<TempDir>,
     /// The database, when not SQLite in the data dir.
     pub database_url: Option<String>,
@@ -68,7 +70,12 @@ impl TestApp {
         let listeners = Listeners {
             http: Some(TcpListener::bind(config.http_addr).await.unwrap()),
             grpc: Some(TcpListener::bind(config.grpc_addr).await.unwrap()),
+            admin: Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
         };
+        let admin_base = format!(
+            "http://{}",
+            listeners.admin.as_ref().unwrap().local_addr().unwrap()
+        );
         let http_base = format!(
             "http://{}",
             listeners.http.as_ref().unwrap().local_addr().unwrap()
@@ -86,6 +93,7 @@ impl TestApp {
         let mut app = Self {
             http_base,
             grpc_base,
+            admin_base,
             data_dir,
             database_url,
             http: reqwest::Client::builder()
@@ -208,6 +216,11 @@ pub fn serve_args(role: Role, data_dir: &std::path::Path, upstreams: &[String]) 
         oidc_jwks_file: None,
         oidc_jwks_refresh_secs: 3600,
         clock_skew_secs: 60,
+        admin_addr: OptionalAddr(None),
+        log_format: LogFormat::Text,
+        access_log: Switch::On,
+        otlp_endpoint: None,
+        cors_origins: Vec::new(),
     }
 }
 

@@ -1491,6 +1491,7 @@ async fn lying_and_stalling_clients_get_a_prompt_4xx() {
     let listeners = Listeners {
         http: Some(TcpListener::bind(config.http_addr).await.unwrap()),
         grpc: Some(TcpListener::bind(config.grpc_addr).await.unwrap()),
+        admin: None,
     };
     let addr = listeners
         .http

@@ -34,6 +34,8 @@ impl Process {
                 "127.0.0.1:0",
                 "--grpc-addr",
                 "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
                 "--data-dir",
             ])
             .arg(data_dir)

@@ -1,6 +1,7 @@
 //! Black-box tests of the real servers: HTTP and gRPC callers, errors, auth, and the
 //! process's lifecycle. One test binary; each test starts its own app.
 
+mod docs;
 mod grpc;
 mod helpers;
 mod hostile;
@@ -9,5 +10,6 @@ mod http_errors;
 mod http_list;
 mod lifecycle;
 mod load;
+mod observability;
 mod oidc;
 mod roles;

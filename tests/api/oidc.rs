@@ -259,6 +259,7 @@ async fn a_misconfigured_issuer_stops_the_start() {
     config.oidc_audiences = vec![AUDIENCE.to_owned()];
     let listeners = || entitlement_gateway::Listeners {
         http: None,
+        admin: None,
         grpc: Some(
             std::net::TcpListener::bind("127.0.0.1:0")
                 .map(|l| {

@@ -65,6 +65,7 @@ async fn a_gateway_answers_503_while_its_upstream_is_down_and_recovers_by_itself
         Listeners {
             http: Some(http),
             grpc: None,
+            admin: None,
         },
     )
     .await;
@@ -100,6 +101,7 @@ async fn a_gateway_answers_503_while_its_upstream_is_down_and_recovers_by_itself
         Listeners {
             http: None,
             grpc: Some(TcpListener::bind(upstream_addr).await.unwrap()),
+            admin: None,
         },
     )
     .await;
@@ -130,6 +132,7 @@ async fn a_gateway_needs_an_upstream() {
         Listeners {
             http: Some(http),
             grpc: None,
+            admin: None,
         },
         std::future::pending(),
     )
@@ -176,6 +179,7 @@ async fn a_dead_upstream_among_live_ones_fails_no_request() {
         Listeners {
             http: None,
             grpc: Some(live),
+            admin: None,
         },
     )
     .await;
@@ -188,6 +192,7 @@ async fn a_dead_upstream_among_live_ones_fails_no_request() {
         Listeners {
             http: Some(http),
             grpc: None,
+            admin: None,
         },
     )
     .await;

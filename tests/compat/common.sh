@@ -61,7 +61,7 @@ start_server() {
     # RUST_LOG is unset so the "listening" line is logged (at INFO); with stdout
     # not a terminal the log is plain text.
     say "starting the server (data dir $DATA)"
-    env -u RUST_LOG "$BIN" serve --http-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 --data-dir "$DATA" \
+    env -u RUST_LOG "$BIN" serve --http-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --data-dir "$DATA" \
         >"$LOG" 2>&1 &
     SERVER_PID=$!
 

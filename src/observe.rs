@@ -1,0 +1,197 @@
+//! What each request leaves behind: one access-log line (target `access`, at info)
+//! and its metrics, for the HTTP front (called from its middleware) and for the
+//! gRPC server (a tower layer around every service). Neither ever records a token
+//! or a body.
+
+use std::{
+    cell::Cell,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use tonic::{Code, transport::server::TcpConnectInfo};
+
+use crate::{
+    metrics::{Metrics, code_name},
+    telemetry,
+};
+
+tokio::task_local! {
+    /// The code of the last upstream call an HTTP request made.
+    static UPSTREAM_CODE: Cell<Option<Code>>;
+}
+
+// The access-log target is spelled out in the macros below (tracing needs a
+// literal there); it is [`telemetry::ACCESS_LOG`].
+
+/// Runs an HTTP request's handling, and returns with its result the code of the
+/// gRPC call it made, if any.
+pub async fn with_upstream_code<T>(handling: impl Future<Output = T>) -> (T, Option<Code>) {
+    UPSTREAM_CODE
+        .scope(Cell::new(None), async {
+            let output = handling.await;
+            (output, UPSTREAM_CODE.with(Cell::get))
+        })
+        .await
+}
+
+/// Notes the code of an upstream call for the request's access-log line.
+pub fn upstream_code(code: Code) {
+    // Outside an HTTP request (no scope) there is no line to note it on.
+    let _ = UPSTREAM_CODE.try_with(|slot| slot.set(Some(code)));
+}
+
+/// What the access-log line of one HTTP request says.
+#[derive(Debug)]
+pub struct HttpAccess<'a> {
+    pub method: &'a str,
+    /// The matched route (the path pattern), never the raw URL.
+    pub route: &'a str,
+    pub status: u16,
+    pub took: Duration,
+    pub request_id: &'a str,
+    pub client_request_id: Option<&'a str>,
+    pub grpc_code: Option<Code>,
+    pub trace_id: Option<opentelemetry::trace::TraceId>,
+}
+
+/// Records an HTTP request: its metrics and its access-log line.
+pub fn http_request(metrics: &Metrics, access: &HttpAccess<'_>) {
+    metrics.http_request(access.route, access.method, access.status, access.took);
+    tracing::event!(
+        target: "access",
+        tracing::Level::INFO,
+        http.method = access.method,
+        http.route = access.route,
+        http.status = access.status,
+        duration_ms = access.took.as_secs_f64() * 1000.0,
+        request.id = access.request_id,
+        client_request.id = access.client_request_id,
+        grpc.code = access.grpc_code.map(code_name),
+        trace.id = access.trace_id.map(tracing::field::display),
+        "request"
+    );
+}
+
+/// The gRPC methods served, by path; anything else is counted as `other`, so a
+/// caller cannot grow the metrics without bound.
+const METHODS: [&str; 9] = [
+    "/entitlement.v1.EntitlementManagement/CreateAssignment",
+    "/entitlement.v1.EntitlementManagement/GetAssignment",
+    "/entitlement.v1.EntitlementManagement/ListAssignments",
+    "/entitlement.v1.EntitlementManagement/DeleteAssignment",
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    "other",
+];
+
+fn method_of(path: &str) -> &'static str {
+    METHODS
+        .iter()
+        .find(|method| **method == path)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Wraps every gRPC service with [`ObserveGrpc`].
+#[derive(Debug, Clone)]
+pub struct ObserveGrpcLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl ObserveGrpcLayer {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> tower::Layer<S> for ObserveGrpcLayer {
+    type Service = ObserveGrpc<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ObserveGrpc {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// Counts and times each gRPC call by method and code, and writes the access-log
+/// line of calls from the network (the HTTP front's in-process calls are already
+/// on its own line).
+#[derive(Debug, Clone)]
+pub struct ObserveGrpc<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for ObserveGrpc<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let started = Instant::now();
+        let method = method_of(request.uri().path());
+        let in_flight = self.metrics.in_flight("grpc");
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        // Only calls from the network get a line of their own.
+        let line = request.extensions().get::<TcpConnectInfo>().map(|_| {
+            (
+                header("request-id"),
+                header("client-request-id"),
+                telemetry::trace_id(&telemetry::extract(request.headers())),
+            )
+        });
+        let metrics = self.metrics.clone();
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            let result = call.await;
+            let took = started.elapsed();
+            drop(in_flight);
+            // A unary call that fails is answered with its status in the headers
+            // (trailers-only); one that succeeds puts OK in the trailers.
+            let code = match &result {
+                Ok(response) => response
+                    .headers()
+                    .get("grpc-status")
+                    .map_or(Code::Ok, |status| Code::from_bytes(status.as_bytes())),
+                Err(_) => Code::Unknown,
+            };
+            metrics.grpc_request(method, code, took);
+            if let Some((request_id, client_request_id, trace_id)) = line {
+                tracing::event!(
+                    target: "access",
+                    tracing::Level::INFO,
+                    rpc.method = method,
+                    grpc.code = code_name(code),
+                    duration_ms = took.as_secs_f64() * 1000.0,
+                    request.id = request_id,
+                    client_request.id = client_request_id,
+                    trace.id = trace_id.map(tracing::field::display),
+                    "call"
+                );
+            }
+            result
+        })
+    }
+}
