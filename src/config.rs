@@ -148,7 +148,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ENTITLEMENT_GATEWAY_ACCESS_LOG", value_enum, default_value_t = Switch::On)]
     pub access_log: Switch,
 
-    /// OTLP/gRPC endpoint to export traces to, e.g. http://127.0.0.1:4317 (off when unset).
+    /// OTLP/HTTP (protobuf) collector to export spans to, e.g. http://127.0.0.1:4318 (spans go to /v1/traces under it); off when unset.
     #[arg(long, env = "ENTITLEMENT_GATEWAY_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
 

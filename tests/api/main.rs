@@ -1,6 +1,7 @@
 //! Black-box tests of the real servers: HTTP and gRPC callers, errors, auth, and the
 //! process's lifecycle. One test binary; each test starts its own app.
 
+mod cli;
 mod docs;
 mod grpc;
 mod helpers;
