@@ -454,8 +454,22 @@ async fn traceparent_reaches_the_grpc_service_in_its_metadata() {
         "/entitlement.v1.EntitlementManagement/CreateAssignment"
     );
     assert_eq!(call["trace.id"], TRACE_ID, "{call}");
-    gateway.terminate().await;
+
+    // Without a serving upstream the gateway is not ready (health is checked each second).
     service.terminate().await;
+    let readyz = format!("{}/readyz", gateway.admin_base);
+    let not_ready = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let status = reqwest::get(&readyz).await.unwrap().status();
+            if status == 503 {
+                return status;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(not_ready.is_ok(), "the gateway's /readyz turns 503");
+    gateway.terminate().await;
 }
 
 #[tokio::test]
