@@ -191,40 +191,36 @@ impl NewAssignment {
     /// Checks every rule and lists every violation at once.
     fn validate(self) -> Result<Assignment, Error> {
         let mut violations = Vec::new();
-        let mut text =
-            |property: Property, value: Option<String>, required: bool| -> Option<String> {
-                match value {
-                    None if required => {
-                        violations.push(FieldViolation::new(property.name(), "it is required"));
-                        None
-                    }
-                    Some(v) if required && v.is_empty() => {
-                        violations.push(FieldViolation::new(
-                            property.name(),
-                            "it is required and must not be empty",
-                        ));
-                        None
-                    }
-                    Some(v) => match check_text(&v) {
-                        Ok(()) => Some(v),
-                        Err(why) => {
-                            violations.push(FieldViolation::new(property.name(), why));
-                            None
-                        }
-                    },
-                    None => None,
+        let mut text = |property: Property, value: Option<String>| -> Option<String> {
+            let required = property.required_on_create();
+            match value {
+                None if required => {
+                    violations.push(FieldViolation::new(property.name(), "it is required"));
+                    None
                 }
-            };
-        let catalog_id = text(Property::CatalogId, self.catalog_id, false);
-        let access_package_id = text(Property::AccessPackageId, self.access_package_id, true);
-        let assignment_policy_id = text(
-            Property::AssignmentPolicyId,
-            self.assignment_policy_id,
-            true,
-        );
-        let target_id = text(Property::TargetId, self.target_id, true);
-        let assignment_status = text(Property::AssignmentStatus, self.assignment_status, false);
-        let assignment_state = text(Property::AssignmentState, self.assignment_state, false);
+                Some(v) if required && v.is_empty() => {
+                    violations.push(FieldViolation::new(
+                        property.name(),
+                        "it is required and must not be empty",
+                    ));
+                    None
+                }
+                Some(v) => match check_text(&v) {
+                    Ok(()) => Some(v),
+                    Err(why) => {
+                        violations.push(FieldViolation::new(property.name(), why));
+                        None
+                    }
+                },
+                None => None,
+            }
+        };
+        let catalog_id = text(Property::CatalogId, self.catalog_id);
+        let access_package_id = text(Property::AccessPackageId, self.access_package_id);
+        let assignment_policy_id = text(Property::AssignmentPolicyId, self.assignment_policy_id);
+        let target_id = text(Property::TargetId, self.target_id);
+        let assignment_status = text(Property::AssignmentStatus, self.assignment_status);
+        let assignment_state = text(Property::AssignmentState, self.assignment_state);
 
         let id = match self.id {
             None => Some(AssignmentId::generate()),

@@ -38,6 +38,22 @@ impl Property {
         Property::ExpiredDateTime,
     ];
 
+    /// Whether a create must carry the property (the service refuses one without
+    /// it; `$metadata` says `Nullable="false"`). No wildcard arm: a new property
+    /// must be decided here.
+    pub const fn required_on_create(self) -> bool {
+        match self {
+            Property::AccessPackageId | Property::AssignmentPolicyId | Property::TargetId => true,
+            // The id is generated when absent.
+            Property::Id
+            | Property::CatalogId
+            | Property::AssignmentStatus
+            | Property::AssignmentState
+            | Property::IsExtended
+            | Property::ExpiredDateTime => false,
+        }
+    }
+
     /// The property's Graph (and proto3 JSON) name, e.g. `accessPackageId`.
     pub const fn name(self) -> &'static str {
         match self {

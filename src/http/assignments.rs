@@ -41,7 +41,7 @@ const GRAPH_JSON: &str = "application/json;odata.metadata=minimal;odata.streamin
     operation_id = "identityGovernance.entitlementManagement.CreateAccessPackageAssignments",
     tag = TAG,
     summary = "Create an accessPackageAssignment",
-    description = "Needs `EntitlementManagement.ReadWrite.All`. With an id that exists, answers 409.",
+    description = "Needs `EntitlementManagement.ReadWrite.All`. Idempotent by id: repeating a create with the same id and content answers 201 with the stored assignment; the same id with other content answers 409.",
     request_body(
         content = NewAccessPackageAssignment,
         content_type = "application/json",
@@ -51,7 +51,7 @@ const GRAPH_JSON: &str = "application/json;odata.metadata=minimal;odata.streamin
         (status = 201, description = "Created: the assignment as stored", body = super::openapi::AccessPackageAssignment,
             headers(("Location" = String, description = "The URL of the new assignment"))),
         (status = 400, description = "The body is not a valid accessPackageAssignment", body = ODataError),
-        (status = 409, description = "An assignment with this id exists", body = ODataError),
+        (status = 409, description = "An assignment with this id exists with other content", body = ODataError),
         (status = 413, description = "The body is larger than 1 MiB", body = ODataError),
         (status = 415, description = "The body is not declared as JSON", body = ODataError),
     ),

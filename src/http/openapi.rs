@@ -182,6 +182,22 @@ fn finish(mut document: OpenApi) -> OpenApi {
                         .schema(Some(Ref::from_schema_name(ODataError::name())))
                         .build(),
                 )
+                .header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                        .description(Some(
+                            "On 429 and 503: the seconds to wait before trying again.",
+                        ))
+                        .build(),
+                )
+                .header(
+                    "WWW-Authenticate",
+                    HeaderBuilder::new()
+                        .schema(string(None))
+                        .description(Some("On 401: `Bearer`."))
+                        .build(),
+                )
                 .build(),
         )),
     );
@@ -332,7 +348,7 @@ impl PartialSchema for AccessPackageAssignment {
             ))
             .property(
                 "@odata.context",
-                string(Some("uri")),
+                string(Some("uri-reference")),
             )
             .property(
                 "@odata.type",
@@ -360,7 +376,7 @@ impl PartialSchema for NewAccessPackageAssignment {
     fn schema() -> RefOr<Schema> {
         let mut object = ObjectBuilder::new()
             .description(Some(
-                "The accessPackageAssignment to create. Unknown properties are refused. Without an id, the service generates one; with one, the create is idempotent.",
+                "The accessPackageAssignment to create. Unknown properties are refused. Without an id, the service generates one; with one (a GUID), the create is idempotent.",
             ))
             .property(
                 "@odata.type",
@@ -391,7 +407,7 @@ impl PartialSchema for AccessPackageAssignmentCollection {
     fn schema() -> RefOr<Schema> {
         Schema::Object(
             ObjectBuilder::new()
-                .property("@odata.context", string(Some("uri")))
+                .property("@odata.context", string(Some("uri-reference")))
                 .required("@odata.context")
                 .property(
                     "@odata.count",
@@ -404,7 +420,7 @@ impl PartialSchema for AccessPackageAssignmentCollection {
                     "@odata.nextLink",
                     ObjectBuilder::new()
                         .schema_type(Type::String)
-                        .format(Some(SchemaFormat::Custom("uri".into())))
+                        .format(Some(SchemaFormat::Custom("uri-reference".into())))
                         .description(Some("The URL of the next page, when there is one: this request's options with a `$skiptoken`.")),
                 )
                 .property(

@@ -596,6 +596,7 @@ async fn the_router_serves_nothing_that_the_document_does_not_list() {
                 .send()
                 .await
                 .unwrap();
+            assert_eq!(response.status().as_u16(), 405, "{method} {path}");
             let allow: BTreeSet<String> = response
                 .headers()
                 .get("allow")
@@ -652,6 +653,7 @@ async fn the_router_serves_nothing_that_the_document_does_not_list() {
                 .send()
                 .await
                 .unwrap();
+            assert_eq!(response.status().as_u16(), 404, "{method} {path}");
             assert_graph_error(response, 404, "Request_ResourceNotFound").await;
         }
     }
