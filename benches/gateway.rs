@@ -15,8 +15,29 @@
 //! server process(es) and of this load generator (utime+stime from /proc), and the
 //! server's peak RSS (VmHWM). The table goes to stdout and to `BENCHMARKS.md`.
 //!
+//! Then how cost grows with data ("Scaling with stored rows", a second table): for
+//! 10 thousand and for `BENCH_SCALE_ROWS` (default 1 million) stored assignments, a
+//! fresh all-in-one server whose SQLite database holds that many rows, and through
+//! its HTTP face: the create (POST of the seed body), GET by id of a random stored
+//! assignment, the first page of a list filtered on one access package (`$top=50`),
+//! and a page of the same list deep inside it (the `@odata.nextLink` reached by
+//! walking half the package's rows), each at 1 and 16 connections for a short fixed
+//! time. The rows are seeded in bulk, not through the API: the binary is started once
+//! on the empty data dir to create and migrate the database and stopped (SIGTERM),
+//! then this benchmark writes the rows into the database file directly (sorted by id,
+//! multi-row INSERTs in large transactions, no journal or sync: setup, not
+//! measured, and timed separately), leaves it in WAL mode, and starts the binary on
+//! it again. The rows are spread evenly over [`SCALE_PACKAGES`] access packages, so a
+//! package holds 1/[`SCALE_PACKAGES`] of them and the deep page lies further from
+//! the start as the store grows. Flat latency from the small size to the big one is
+//! what an index per filterable property and keyset paging promise; the ratios of
+//! the p50s are printed under the table.
+//!
 //! Settings (environment): `BENCH_WARMUP_SECS` (default 1), `BENCH_SECS` (default 3),
-//! `BENCH_CONCURRENCY` (comma-separated levels, default `1,16,64,256`).
+//! `BENCH_CONCURRENCY` (comma-separated levels, default `1,16,64,256`),
+//! `BENCH_SCALE_ROWS` (the big size of the scaling section, default 1000000; 0 skips
+//! the section). The scaling section warms up for at most 0.5 s and measures for at
+//! most 2 s per operation and level (less when the two settings above are lower).
 //! There are no assertions on timings.
 
 use std::{
@@ -48,6 +69,25 @@ const SEED_ROWS: usize = 10_000;
 const SEED_PACKAGES: usize = 10;
 /// gRPC channels (HTTP/2 connections) the direct gRPC load spreads over.
 const GRPC_CHANNELS: usize = 4;
+/// The small size of the scaling section; the big one is `BENCH_SCALE_ROWS`.
+const SCALE_SMALL_ROWS: usize = 10_000;
+const SCALE_ROWS_DEFAULT: usize = 1_000_000;
+/// Access packages the scaling rows are spread over, evenly (`pkg-000`...).
+const SCALE_PACKAGES: usize = 100;
+/// The package whose list pages the scaling section reads.
+const SCALE_PACKAGE: usize = 42;
+/// `$top` of the scaling section's list pages.
+const SCALE_PAGE: usize = 50;
+/// Connections of the scaling section, and its longest warm-up and measurement.
+const SCALE_LEVELS: [usize; 2] = [1, 16];
+const SCALE_WARMUP: Duration = Duration::from_millis(500);
+const SCALE_MEASURE: Duration = Duration::from_secs(2);
+/// Stored ids the scaling GETs pick from, at most.
+const SCALE_GET_IDS: usize = 100_000;
+/// Rows per INSERT statement (10 binds each, under SQLite's 32766) and per
+/// transaction, when seeding the scaling databases.
+const BULK_STATEMENT_ROWS: usize = 500;
+const BULK_TRANSACTION_ROWS: usize = 100_000;
 
 fn main() {
     if std::env::var_os(CEILING_ENV).is_some() {
@@ -66,6 +106,8 @@ struct Settings {
     warmup: Duration,
     measure: Duration,
     levels: Vec<usize>,
+    /// The big size of the scaling section (0: no scaling section).
+    scale_rows: usize,
 }
 
 impl Settings {
@@ -84,10 +126,16 @@ impl Settings {
             .split(',')
             .map(|v| v.trim().parse().expect("BENCH_CONCURRENCY: numbers"))
             .collect();
+        let scale_rows = std::env::var("BENCH_SCALE_ROWS").map_or(SCALE_ROWS_DEFAULT, |v| {
+            v.trim()
+                .parse()
+                .expect("BENCH_SCALE_ROWS: a number of rows")
+        });
         Self {
             warmup: Duration::from_secs_f64(secs("BENCH_WARMUP_SECS", 1.0)),
             measure: Duration::from_secs_f64(secs("BENCH_SECS", 3.0)),
             levels,
+            scale_rows,
         }
     }
 }
@@ -206,12 +254,28 @@ impl Server {
 
     fn product(dir: &Path, name: &str, args: &[&str]) -> Self {
         let mut command = Command::new(BINARY);
-        command.arg("serve").args(args);
+        // The admin listener (metrics, health) on a free port: its fixed default port
+        // would clash between the processes of one run.
+        command
+            .env("ENTITLEMENT_GATEWAY_ADMIN_ADDR", "127.0.0.1:0")
+            .arg("serve")
+            .args(args);
         Self::start(command, &dir.join(format!("{name}.log")))
     }
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Stops the server as an operator would (SIGTERM) and waits until it has exited.
+    fn stop(mut self) {
+        let signalled = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(signalled.success(), "kill -TERM failed: {signalled}");
+        let exit = self.child.wait().expect("wait for the server");
+        assert!(exit.success(), "the server did not stop cleanly: {exit}");
     }
 
     fn http_url(&self) -> String {
@@ -719,11 +783,228 @@ async fn run(settings: Settings) {
             .await;
     }
 
-    let report = report(&bench);
+    // How cost grows with stored rows.
+    let mut scaling = Vec::new();
+    if bench.settings.scale_rows > 0 {
+        let mut sizes = vec![SCALE_SMALL_ROWS, bench.settings.scale_rows];
+        sizes.dedup();
+        for rows in sizes {
+            scaling.push(scale(&bench.settings, bench.ticks_per_sec, tmp.path(), rows).await);
+        }
+    }
+
+    let report = report(&bench, &scaling);
     println!("{report}");
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
     fs::write(&path, &report).expect("write BENCHMARKS.md");
     eprintln!("wrote {}", path.display());
+}
+
+/// The scaling section's results at one size.
+struct Scale {
+    rows: usize,
+    seed_time: Duration,
+    database_mib: f64,
+    warmup: Duration,
+    measure: Duration,
+    /// The rows of the package before the deep page.
+    deep_offset: usize,
+    results: Vec<Row>,
+}
+
+const SCALE_CREATE: &str = "create (POST)";
+const SCALE_GET: &str = "get by id";
+const SCALE_FIRST_PAGE: &str = "list, filter, $top=50: first page";
+const SCALE_DEEP_PAGE: &str = "list, filter, $top=50: deep page";
+const SCALE_OPERATIONS: [&str; 4] = [SCALE_CREATE, SCALE_GET, SCALE_FIRST_PAGE, SCALE_DEEP_PAGE];
+
+/// Measures the scaling operations on a fresh all-in-one server whose database holds
+/// `rows` assignments, seeded in bulk.
+async fn scale(settings: &Settings, ticks_per_sec: u64, tmp: &Path, rows: usize) -> Scale {
+    eprintln!("scaling: {rows} stored rows");
+    let name = format!("scale-{rows}");
+    let data = data_dir(tmp, &name);
+    let local = ["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"];
+    let args = all_in_one(&local, &data);
+
+    // The product creates and migrates its database; the rows go in while it is down.
+    let setup = Server::product(tmp, &format!("{name}-setup"), &args);
+    let token = mint_token(&data);
+    setup.stop();
+    let database = data.join(entitlement_gateway::DATABASE_FILE);
+    let started = Instant::now();
+    let ids = bulk_seed(&database, rows).await;
+    let seed_time = started.elapsed();
+    let database_mib = fs::metadata(&database).map_or(f64::NAN, |m| m.len() as f64 / 1048576.0);
+    eprintln!("scaling: seeded {rows} rows in {seed_time:.1?} ({database_mib:.0} MiB)");
+
+    let server = Server::product(tmp, &name, &args);
+    let servers = [("all", server.pid())];
+    let mut bench = Bench {
+        settings: Settings {
+            warmup: settings.warmup.min(SCALE_WARMUP),
+            measure: settings.measure.min(SCALE_MEASURE),
+            levels: SCALE_LEVELS.to_vec(),
+            scale_rows: rows,
+        },
+        ticks_per_sec,
+        rows: Vec::new(),
+    };
+    let base = format!("{}{COLLECTION}", server.http_url());
+    let first_page = format!(
+        "{base}?$filter=accessPackageId%20eq%20%27{}%27&$top={SCALE_PAGE}",
+        package_id(SCALE_PACKAGE)
+    );
+    // Half way through the package's rows: further from the start the more rows.
+    let deep_pages = rows / SCALE_PACKAGES / 2 / SCALE_PAGE;
+    let deep_page = follow_next_links(&first_page, &token, deep_pages).await;
+
+    let target = Target::HttpCreate {
+        url: base.clone(),
+        token: token.clone(),
+        h2: false,
+    };
+    bench.scenario(SCALE_CREATE, target, &servers).await;
+    let step = (ids.len() / SCALE_GET_IDS).max(1);
+    let target = Target::HttpGet {
+        base,
+        ids: ids.iter().step_by(step).map(ToString::to_string).collect(),
+        token: token.clone(),
+    };
+    bench.scenario(SCALE_GET, target, &servers).await;
+    let target = Target::HttpList {
+        url: first_page,
+        token: token.clone(),
+    };
+    bench.scenario(SCALE_FIRST_PAGE, target, &servers).await;
+    let target = Target::HttpList {
+        url: deep_page,
+        token,
+    };
+    bench.scenario(SCALE_DEEP_PAGE, target, &servers).await;
+
+    drop(server);
+    // The big database is not needed any more: give its disk space back now.
+    let _ = fs::remove_dir_all(&data);
+    Scale {
+        rows,
+        seed_time,
+        database_mib,
+        warmup: bench.settings.warmup,
+        measure: bench.settings.measure,
+        deep_offset: deep_pages * SCALE_PAGE,
+        results: bench.rows,
+    }
+}
+
+/// The access package id of the scaling rows' package `index`.
+fn package_id(index: usize) -> String {
+    format!("pkg-{index:03}")
+}
+
+/// Writes `rows` assignments straight into the (migrated, unused) SQLite database at
+/// `path`, spread evenly over [`SCALE_PACKAGES`] packages; returns their ids, sorted.
+///
+/// The ids are random (v4) but inserted in key order, so every B-tree grows at its
+/// end or at a few points; no journal and no sync, since a failed seed is simply run
+/// again. The database is left in WAL mode, as the server keeps it.
+async fn bulk_seed(path: &Path, rows: usize) -> Vec<uuid::Uuid> {
+    use sqlx::{
+        Connection as _,
+        sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous},
+    };
+
+    let mut ids: Vec<uuid::Uuid> = (0..rows).map(|_| uuid::Uuid::new_v4()).collect();
+    ids.sort_unstable();
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Off)
+        .synchronous(SqliteSynchronous::Off)
+        // 512 MiB of page cache: the indexes stay in memory while they grow.
+        .pragma("cache_size", "-524288");
+    let mut connection = SqliteConnection::connect_with(&options)
+        .await
+        .expect("open the database to seed");
+    let insert = |rows: usize| {
+        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+        format!(
+            "INSERT INTO assignments (id, catalog_id, access_package_id, assignment_policy_id, \
+             target_id, assignment_status, assignment_state, is_extended, expired_ticks, \
+             expired_offset_minutes) VALUES {values}"
+        )
+    };
+    let full = insert(BULK_STATEMENT_ROWS);
+    // About ten assignments per target.
+    let targets = (rows / 10).max(1);
+    // 2017-01-01T00:03:03.9221806Z, in 100 ns ticks since the Unix epoch.
+    let ticks = 14_832_181_839_221_806_i64;
+    let mut index = 0;
+    for transaction_ids in ids.chunks(BULK_TRANSACTION_ROWS) {
+        let mut transaction = connection.begin().await.expect("begin the seed");
+        for statement_ids in transaction_ids.chunks(BULK_STATEMENT_ROWS) {
+            let partial;
+            let sql = if statement_ids.len() == BULK_STATEMENT_ROWS {
+                &full
+            } else {
+                partial = insert(statement_ids.len());
+                &partial
+            };
+            let mut query = sqlx::query(sql);
+            for id in statement_ids {
+                let package = index % SCALE_PACKAGES;
+                // Every other one expires, on one of ten years of days.
+                let day = (index % 3650) as i64;
+                let expired = (index % 2 == 0).then(|| ticks + day * 864_000_000_000);
+                query = query
+                    .bind(id.to_string())
+                    .bind(format!("catalog-{}", package % 10))
+                    .bind(package_id(package))
+                    .bind(format!("policy-{package:03}"))
+                    .bind(format!("user-{:07}", index % targets))
+                    .bind("Delivered")
+                    .bind("Delivered")
+                    .bind(index % 3 == 0)
+                    .bind(expired)
+                    .bind(expired.map(|_| 0_i32));
+                index += 1;
+            }
+            query
+                .execute(&mut *transaction)
+                .await
+                .expect("insert seed rows");
+        }
+        transaction.commit().await.expect("commit the seed");
+    }
+    sqlx::query("PRAGMA journal_mode = WAL")
+        .execute(&mut connection)
+        .await
+        .expect("back to WAL mode");
+    connection.close().await.expect("close the seeded database");
+    ids
+}
+
+/// The URL of the list page `pages` pages after `first`: the `@odata.nextLink` of
+/// each page followed in turn.
+async fn follow_next_links(first: &str, token: &str, pages: usize) -> String {
+    let http = http_client(false);
+    let mut url = first.to_owned();
+    for _ in 0..pages {
+        let page: serde_json::Value = http
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("a list page")
+            .json()
+            .await
+            .expect("a JSON list page");
+        url = page["@odata.nextLink"]
+            .as_str()
+            .expect("a next page")
+            .to_owned();
+    }
+    url
 }
 
 fn data_dir(tmp: &Path, name: &str) -> PathBuf {
@@ -796,17 +1077,18 @@ fn date() -> String {
         .unwrap_or_default()
 }
 
-fn report(bench: &Bench) -> String {
+fn report(bench: &Bench, scaling: &[Scale]) -> String {
     let s = &bench.settings;
     let levels: Vec<String> = s.levels.iter().map(ToString::to_string).collect();
     let mut out = String::new();
     let _ = writeln!(out, "# Benchmarks\n");
     let _ = writeln!(
         out,
-        "Command: `BENCH_WARMUP_SECS={} BENCH_SECS={} BENCH_CONCURRENCY={} cargo bench --bench gateway`  ",
+        "Command: `BENCH_WARMUP_SECS={} BENCH_SECS={} BENCH_CONCURRENCY={} BENCH_SCALE_ROWS={} cargo bench --bench gateway`  ",
         s.warmup.as_secs_f64(),
         s.measure.as_secs_f64(),
-        levels.join(",")
+        levels.join(","),
+        s.scale_rows
     );
     let _ = writeln!(out, "Machine: {}  ", machine());
     let _ = writeln!(out, "Date: {}\n", date());
@@ -867,5 +1149,112 @@ fn report(bench: &Bench) -> String {
         cpu_ratio(HTTP_CREATE, CEILING, 64),
         p50_gap
     );
+    if !scaling.is_empty() {
+        scaling_report(&mut out, scaling);
+    }
     out
+}
+
+fn conns(n: usize) -> &'static str {
+    if n == 1 { "conn" } else { "conns" }
+}
+
+impl Scale {
+    fn find(&self, operation: &str, concurrency: usize) -> Option<&Row> {
+        self.results
+            .iter()
+            .find(|r| r.scenario == operation && r.concurrency == concurrency)
+    }
+}
+
+/// The "Scaling with stored rows" section of the report.
+fn scaling_report(out: &mut String, scaling: &[Scale]) {
+    let _ = writeln!(out, "\n## Scaling with stored rows\n");
+    let warmup = scaling[0].warmup.as_secs_f64();
+    let measure = scaling[0].measure.as_secs_f64();
+    let _ = writeln!(
+        out,
+        "A fresh all-in-one server (durable SQLite) per size, its database seeded in bulk \
+         while it was stopped; the assignments are spread evenly over {SCALE_PACKAGES} access \
+         packages, and the lists filter on one of them (`$filter=accessPackageId eq '{}'&$top={SCALE_PAGE}`). \
+         The deep page is the one the `@odata.nextLink` chain reaches after half the package's \
+         rows. Each operation at each level: {warmup} s warm-up, {measure} s measured.\n",
+        package_id(SCALE_PACKAGE)
+    );
+    let _ = writeln!(
+        out,
+        "| operation | stored rows | conns | req/s | p50 µs | p99 µs | p99.9 µs | errors | server CPU µs/req |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for operation in SCALE_OPERATIONS {
+        for concurrency in SCALE_LEVELS {
+            for scale in scaling {
+                let Some(r) = scale.find(operation, concurrency) else {
+                    continue;
+                };
+                let name = if operation == SCALE_DEEP_PAGE {
+                    format!("{operation} (after {} rows)", scale.deep_offset)
+                } else {
+                    operation.to_owned()
+                };
+                let _ = writeln!(
+                    out,
+                    "| {name} | {} | {concurrency} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",
+                    scale.rows,
+                    r.requests_per_sec,
+                    r.p50_us,
+                    r.p99_us,
+                    r.p999_us,
+                    r.errors,
+                    r.server_cpu
+                );
+            }
+        }
+    }
+    let seeding: Vec<String> = scaling
+        .iter()
+        .map(|s| {
+            format!(
+                "{} rows in {:.1} s ({:.0} MiB)",
+                s.rows,
+                s.seed_time.as_secs_f64(),
+                s.database_mib
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "\nSeeding (bulk INSERTs into the stopped server's database file, not measured above): {}.",
+        seeding.join("; ")
+    );
+    let (Some(small), Some(big)) = (scaling.first(), scaling.last()) else {
+        return;
+    };
+    if small.rows == big.rows {
+        return;
+    }
+    let ratios: Vec<String> = SCALE_OPERATIONS
+        .iter()
+        .map(|operation| {
+            let levels: Vec<String> = SCALE_LEVELS
+                .iter()
+                .map(
+                    |&c| match (small.find(operation, c), big.find(operation, c)) {
+                        (Some(a), Some(b)) if a.p50_us > 0.0 => {
+                            format!("{:.2}x at {c} {}", b.p50_us / a.p50_us, conns(c))
+                        }
+                        _ => format!("n/a at {c} {}", conns(c)),
+                    },
+                )
+                .collect();
+            format!("{operation} {}", levels.join(", "))
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "\nRatio p50({} rows) / p50({} rows) (flat is 1.00x): {}.",
+        big.rows,
+        small.rows,
+        ratios.join("; ")
+    );
 }
