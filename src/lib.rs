@@ -51,13 +51,13 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
-use tokio_stream::{
-    StreamExt as _,
-    wrappers::{ReceiverStream, TcpListenerStream},
-};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_stream::{StreamExt as _, wrappers::TcpListenerStream};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
+use tonic::{
+    service::{Routes, RoutesBuilder},
+    transport::Server,
+};
 use tonic_health::ServingStatus;
 use tower::{
     layer::util::{Identity, Stack},
@@ -118,9 +118,6 @@ impl Listeners {
 
 type ServerTask = JoinHandle<anyhow::Result<()>>;
 
-/// In-memory connections waiting for the in-process gRPC server to accept them.
-const CONNECTIONS_QUEUE: usize = 16;
-
 /// Serves what `config.role` names until `shutdown` completes, then drains within
 /// the configured bound: health turns NOT_SERVING first, the HTTP front stops and
 /// finishes its requests, then the gRPC service does.
@@ -140,15 +137,19 @@ pub async fn run(
 
     let grpc_stop = CancellationToken::new();
     let mut grpc: Option<(SocketAddr, ServerTask)> = None;
-    // All in one process: the front reaches this process's gRPC server in memory.
-    let mut in_process: Option<mpsc::Sender<upstream::InProcessConnection>> = None;
+    // All in one process: the front calls this process's gRPC services in memory.
+    let mut in_process: Option<upstream::Upstream> = None;
     if config.role.serves_grpc() {
         let listener = listeners
             .grpc
             .context("the gRPC role needs a gRPC listener")?;
         let addr = listener.local_addr()?;
-        let (server, opened) = grpc_server(&config, health_service, &metrics).await?;
+        let (routes, opened) = grpc_services(&config, health_service, &metrics).await?;
         store = Some(opened);
+        if config.role.serves_http() {
+            in_process = Some(in_process_upstream(routes.clone(), &metrics));
+        }
+        let server = grpc_server(&config, &metrics, routes);
         health
             .set_serving::<EntitlementManagementServer<GrpcService>>()
             .await;
@@ -158,28 +159,11 @@ pub async fn run(
                 let _ = stream.set_nodelay(true);
             })
         });
-        let local = config.role.serves_http().then(|| {
-            let (accept, accepted) = mpsc::channel(CONNECTIONS_QUEUE);
-            in_process = Some(accept);
-            let accepted = ReceiverStream::new(accepted).map(Ok::<_, std::io::Error>);
-            server
-                .clone()
-                .serve_with_incoming_shutdown(accepted, grpc_stop.clone().cancelled_owned())
-        });
         let serving =
             server.serve_with_incoming_shutdown(incoming, grpc_stop.clone().cancelled_owned());
         grpc = Some((
             addr,
-            tokio::spawn(async move {
-                let local = async {
-                    match local {
-                        Some(local) => local.await,
-                        None => Ok(()),
-                    }
-                };
-                let (serving, local) = tokio::join!(serving, local);
-                serving.and(local).context("the gRPC server failed")
-            }),
+            tokio::spawn(async move { serving.await.context("the gRPC server failed") }),
         ));
     }
 
@@ -193,7 +177,7 @@ pub async fn run(
         let addr = listener.local_addr()?;
         let upstreams = match in_process.take() {
             // All in one process: the front is a gRPC client of this very server.
-            Some(accept) => upstream::Upstreams::in_process(accept),
+            Some(server) => upstream::Upstreams::in_process(server),
             None => upstream::Upstreams::connect(&config.upstreams)?,
         };
         front_upstreams = Some(upstreams.clone());
@@ -308,15 +292,15 @@ type GrpcLayers = Stack<
     Identity,
 >;
 
-/// The gRPC server: the service (with its store and key), health and reflection;
-/// and the store, for readiness.
-async fn grpc_server(
+/// The gRPC services: the service (with its store and key), health and
+/// reflection; and the store, for readiness.
+async fn grpc_services(
     config: &ServeArgs,
     health_service: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
     metrics: &Arc<Metrics>,
-) -> anyhow::Result<(tonic::transport::server::Router<GrpcLayers>, Arc<dyn Store>)> {
+) -> anyhow::Result<(Routes, Arc<dyn Store>)> {
     let key = SigningKey::load_or_create(&config.data_dir).with_context(|| {
         format!(
             "cannot open the signing key in {}",
@@ -347,24 +331,58 @@ async fn grpc_server(
             // So that reflection clients (grpcurl) can decode the google.rpc error details.
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
     };
+    let mut routes = RoutesBuilder::default();
+    routes
+        .add_service(health_service)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .add_service(GrpcService::server(service, authenticator));
+    Ok((routes.routes(), store))
+}
+
+/// The network gRPC server over `routes`: HTTP/2, and gRPC-Web (HTTP/1.1) for
+/// browsers, with CORS when origins are configured; metrics and access logs.
+fn grpc_server(
+    config: &ServeArgs,
+    metrics: &Arc<Metrics>,
+    routes: Routes,
+) -> tonic::transport::server::Router<GrpcLayers> {
     let layers = tower::ServiceBuilder::new()
         .layer(http::cors(&config.cors_origins))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(observe::ObserveGrpcLayer::new(metrics.clone()))
         .into_inner();
-    let router = Server::builder()
+    Server::builder()
         // gRPC-Web arrives over HTTP/1.1.
         .accept_http1(true)
         // Every call is bounded, whatever grpc-timeout the caller sent (a shorter
         // grpc-timeout is enforced too).
         .timeout(config.request_timeout())
-        .trace_fn(grpc_span)
+        .trace_fn(grpc_span::<()>)
         .layer(layers)
-        .add_service(health_service)
-        .add_service(reflection().build_v1()?)
-        .add_service(reflection().build_v1alpha()?)
-        .add_service(GrpcService::server(service, authenticator));
-    Ok((router, store))
+        .add_routes(routes)
+}
+
+/// The same `routes` for the HTTP front in this process, called in memory: the
+/// generated client's requests go straight to the services, through the same span
+/// and metrics as network calls. (The front's own deadline bounds these calls: it
+/// drops a call that outlives the request.)
+fn in_process_upstream(routes: Routes, metrics: &Arc<Metrics>) -> upstream::Upstream {
+    let service = tower::ServiceBuilder::new()
+        .map_err(|never: std::convert::Infallible| match never {})
+        .map_response(|response: axum::http::Response<_>| response.map(tonic::body::Body::new))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_grpc()
+                .make_span_with(grpc_span::<tonic::body::Body>)
+                .on_request(())
+                .on_response(())
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        )
+        .layer(observe::ObserveGrpcLayer::new(metrics.clone()))
+        .service(routes);
+    upstream::Upstream::new(service)
 }
 
 /// Waits for a server to finish its in-flight requests, until `deadline`.
@@ -385,7 +403,7 @@ async fn drain(name: &str, task: JoinHandle<anyhow::Result<()>>, deadline: tokio
 
 /// The span of each gRPC call: its method and the request-id the gateway (or the
 /// caller) sent, so every log line of the call carries them.
-fn grpc_span(request: &axum::http::Request<()>) -> tracing::Span {
+fn grpc_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
     let span = tracing::info_span!(
         "grpc",

@@ -1,8 +1,9 @@
 //! The HTTP front's connections to the gRPC service: a few multiplexed channels
 //! (HTTP/2 connections) per upstream instance, chosen in turn among the instances
 //! in rotation. In the all-in-one process the one "instance" is the process's own
-//! tonic server, reached over in-memory connections instead of loopback sockets
-//! (the same client, server stack, interceptors and codec; only the socket is gone). An instance
+//! tonic server, called in memory: the generated client hands its request to the
+//! server's routes and layers directly (the same services, interceptor,
+//! authentication, validation and codec; only the socket and HTTP/2 framing are gone). An instance
 //! leaves the rotation the moment a call to it fails for want of a connection, or
 //! when its `grpc.health.v1` status is not SERVING (draining before a restart,
 //! say); it comes back when a health check says SERVING again. If no instance is
@@ -18,12 +19,11 @@ use std::{
 };
 
 use anyhow::Context as _;
-use hyper_util::rt::TokioIo;
-use tokio::{io::DuplexStream, sync::mpsc};
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::{body::Body, transport::Endpoint};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
+use tower::{BoxError, ServiceExt as _, util::BoxCloneSyncService};
 
 /// How long the gateway waits for a TCP connection to an upstream.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -34,28 +34,32 @@ const SERVICE: &str = "entitlement.v1.EntitlementManagement";
 /// HTTP/2 connections per upstream: one connection's task (and flow-control
 /// window) would otherwise carry every concurrent call alone.
 const CONNECTIONS_PER_UPSTREAM: usize = 4;
-/// The buffer of each in-memory connection, each way.
-const IN_PROCESS_BUFFER: usize = 64 * 1024;
+
+/// How the generated client reaches an upstream: a tonic `Channel`, or the
+/// in-process server's services.
+pub type Upstream = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, UpstreamError>;
+
+/// A call that could not be made (no connection, say).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct UpstreamError(#[from] pub BoxError);
 
 struct Member {
     uri: String,
-    channels: Vec<Channel>,
+    channels: Vec<Upstream>,
     in_rotation: AtomicBool,
 }
 
 impl Member {
-    fn new(uri: String, connect: impl Fn() -> Channel) -> Self {
+    fn new(uri: String, channels: Vec<Upstream>) -> Self {
         Self {
             uri,
-            channels: (0..CONNECTIONS_PER_UPSTREAM).map(|_| connect()).collect(),
+            channels,
             // Everyone starts in rotation: the gateway works before the first check.
             in_rotation: AtomicBool::new(true),
         }
     }
 }
-
-/// The far end of an in-memory connection, as the in-process gRPC server accepts it.
-pub type InProcessConnection = DuplexStream;
 
 /// The upstream instances and their rotation.
 #[derive(Clone)]
@@ -88,33 +92,25 @@ impl Upstreams {
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(20))
                     .keep_alive_timeout(Duration::from_secs(10));
-                Ok(Member::new(url.clone(), || endpoint.connect_lazy()))
+                let channels = (0..CONNECTIONS_PER_UPSTREAM)
+                    .map(|_| {
+                        Upstream::new(
+                            endpoint
+                                .connect_lazy()
+                                .map_err(|e| UpstreamError(BoxError::from(e))),
+                        )
+                    })
+                    .collect();
+                Ok(Member::new(url.clone(), channels))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self::watched(members))
     }
 
-    /// The process's own gRPC server, reached over in-memory connections: each new
-    /// connection's far end is handed to the server through `accept`.
-    pub fn in_process(accept: mpsc::Sender<InProcessConnection>) -> Self {
-        let endpoint = Endpoint::from_static("http://in-process.invalid");
-        let connect = || {
-            let accept = accept.clone();
-            endpoint.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
-                let accept = accept.clone();
-                async move {
-                    let (near, far) = tokio::io::duplex(IN_PROCESS_BUFFER);
-                    accept.send(far).await.map_err(|_| {
-                        std::io::Error::new(
-                            std::io::ErrorKind::ConnectionRefused,
-                            "the in-process gRPC server has stopped",
-                        )
-                    })?;
-                    Ok::<_, std::io::Error>(TokioIo::new(near))
-                }
-            }))
-        };
-        Self::watched(vec![Member::new("in-process".to_owned(), connect)])
+    /// The process's own gRPC server, called in memory through `server` (its
+    /// routes with its layers).
+    pub fn in_process(server: Upstream) -> Self {
+        Self::watched(vec![Member::new("in-process".to_owned(), vec![server])])
     }
 
     /// The upstreams `members`, with their health watched.
@@ -128,7 +124,7 @@ impl Upstreams {
     }
 
     /// The next upstream in rotation, other than `avoid` when there is another.
-    pub fn pick(&self, avoid: Option<Picked>) -> (Picked, Channel) {
+    pub fn pick(&self, avoid: Option<Picked>) -> (Picked, Upstream) {
         let count = self.members.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let candidates = (0..count).map(|i| (start + i) % count);

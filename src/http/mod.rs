@@ -1,6 +1,6 @@
 //! The Graph-shaped HTTP front (axum). It is a gRPC *client* of the service: each
-//! request is translated into an `EntitlementManagement` call through a tonic
-//! [`Channel`], and the reply back into Graph JSON. No rule is enforced here that
+//! request is translated into an `EntitlementManagement` call through the
+//! generated tonic client, and the reply back into Graph JSON. No rule is enforced here that
 //! the service enforces.
 
 mod assignments;
@@ -24,7 +24,6 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse as _, Response},
 };
-use tonic::transport::Channel;
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
     limit::RequestBodyLimitLayer,
@@ -43,7 +42,7 @@ use crate::{
         ListAssignmentsRequest, entitlement_management_client::EntitlementManagementClient,
     },
     telemetry,
-    upstream::Upstreams,
+    upstream::{Upstream, Upstreams},
 };
 
 /// The version prefixes the API answers on, "" included.
@@ -99,7 +98,7 @@ impl AppState {
     ) -> Result<R, ApiError>
     where
         T: Clone + Rpc,
-        F: Fn(EntitlementManagementClient<Channel>, tonic::Request<T>) -> Fut,
+        F: Fn(EntitlementManagementClient<Upstream>, tonic::Request<T>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
     {
         let attempt = |avoid| {
