@@ -11,10 +11,11 @@ use entitlement_gateway::{
     run, shutdown, telemetry,
 };
 
-/// mimalloc: the request path allocates small, short-lived buffers on several
-/// threads, where glibc's allocator spent about 15% of the process's CPU.
+/// jemalloc: the request path allocates small, short-lived buffers on several
+/// threads, where glibc's allocator spent about 15% of the process's CPU. (mimalloc
+/// was as fast, but kept about 18 MiB more resident at 256 connections.)
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command() {

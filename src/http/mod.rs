@@ -67,8 +67,9 @@ pub struct AppState {
     /// The deadline of each request, sent upstream as `grpc-timeout`.
     request_timeout: Duration,
     metrics: Arc<Metrics>,
-    /// Origins allowed to call from a browser (CORS); none when empty.
-    cors_origins: Vec<String>,
+    /// Origins allowed to call from a browser (CORS); none when empty. (Every
+    /// request clones the state: everything in it is cheap to clone.)
+    cors_origins: Arc<[String]>,
 }
 
 impl AppState {
@@ -82,7 +83,7 @@ impl AppState {
             upstreams,
             request_timeout,
             metrics,
-            cors_origins,
+            cors_origins: cors_origins.into(),
         }
     }
 
