@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_entitlement-gateway");
+use crate::helpers::BINARY;
 const README: &str = include_str!("../../README.md");
 
 fn help(args: &[&str]) -> String {

@@ -17,6 +17,21 @@ use tonic::transport::Channel;
 
 pub const COLLECTION: &str = "/identityGovernance/entitlementManagement/accessPackageAssignments";
 
+/// The real binary, for tests that run it as a process.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_entitlement-gateway");
+
+/// A token from the binary's `token` command, signed with `data_dir`'s key.
+pub async fn mint_with_binary(data_dir: &std::path::Path) -> String {
+    let output = tokio::process::Command::new(BINARY)
+        .args(["token", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
 /// The seed page's request body, exactly as documented.
 pub const SEED_REQUEST: &str = include_str!("../fixtures/seed/request.json");
 

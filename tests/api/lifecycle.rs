@@ -14,9 +14,7 @@ use tokio::{
     process::{Child, Command},
 };
 
-use crate::helpers::{COLLECTION, SEED_REQUEST};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_entitlement-gateway");
+use crate::helpers::{BINARY, COLLECTION, SEED_REQUEST, mint_with_binary as mint};
 
 /// The binary, started with `serve` on port 0.
 struct Process {
@@ -74,17 +72,6 @@ impl Process {
     fn collection(&self) -> String {
         format!("{}/beta{COLLECTION}", self.http_base)
     }
-}
-
-async fn mint(data_dir: &Path) -> String {
-    let output = Command::new(BINARY)
-        .args(["token", "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .await
-        .unwrap();
-    assert!(output.status.success());
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 #[tokio::test]

@@ -17,9 +17,8 @@ use tokio::{
     sync::mpsc,
 };
 
-use crate::helpers::{COLLECTION, SEED_REQUEST, TestApp};
+use crate::helpers::{BINARY, COLLECTION, SEED_REQUEST, TestApp, mint_with_binary as mint};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_entitlement-gateway");
 /// A caller's W3C trace context.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -281,17 +280,6 @@ impl Process {
         self.reader.await.unwrap();
         self.log.lock().unwrap().clone()
     }
-}
-
-async fn mint(data_dir: &Path) -> String {
-    let output = Command::new(BINARY)
-        .args(["token", "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .await
-        .unwrap();
-    assert!(output.status.success());
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 async fn post_seed(base: &str, token: &str, traceparent: Option<&str>) -> reqwest::Response {
