@@ -358,7 +358,6 @@ fn grpc_server(
         // Every call is bounded, whatever grpc-timeout the caller sent (a shorter
         // grpc-timeout is enforced too).
         .timeout(config.request_timeout())
-        .trace_fn(grpc_span::<()>)
         .layer(layers)
         .add_routes(routes)
 }
@@ -371,15 +370,6 @@ fn in_process_upstream(routes: Routes, metrics: &Arc<Metrics>) -> upstream::Upst
     let service = tower::ServiceBuilder::new()
         .map_err(|never: std::convert::Infallible| match never {})
         .map_response(|response: axum::http::Response<_>| response.map(tonic::body::Body::new))
-        .layer(
-            tower_http::trace::TraceLayer::new_for_grpc()
-                .make_span_with(grpc_span::<tonic::body::Body>)
-                .on_request(())
-                .on_response(())
-                .on_body_chunk(())
-                .on_eos(())
-                .on_failure(()),
-        )
         .layer(observe::ObserveGrpcLayer::new(metrics.clone()))
         .service(routes);
     upstream::Upstream::new(service)
@@ -399,19 +389,4 @@ async fn drain(name: &str, task: JoinHandle<anyhow::Result<()>>, deadline: tokio
             abort.abort();
         }
     }
-}
-
-/// The span of each gRPC call: its method and the request-id the gateway (or the
-/// caller) sent, so every log line of the call carries them.
-fn grpc_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
-    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-    let span = tracing::info_span!(
-        "grpc",
-        rpc.method = request.uri().path(),
-        request.id = header("request-id"),
-        client_request.id = header("client-request-id"),
-        trace.id = tracing::field::Empty,
-    );
-    telemetry::adopt(&span, &telemetry::extract(request.headers()));
-    span
 }

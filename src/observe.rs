@@ -121,8 +121,9 @@ impl<S> tower::Layer<S> for ObserveGrpcLayer {
     }
 }
 
-/// Counts and times each gRPC call by method and code, and writes the access-log
-/// line of calls from the network (the HTTP front's in-process calls are already
+/// Gives each gRPC call its span (with the caller's trace context), counts and
+/// times it by method and code, and writes the access-log line of calls from the
+/// network (the HTTP front's in-process calls are already
 /// on its own line).
 #[derive(Debug, Clone)]
 pub struct ObserveGrpc<S> {
@@ -154,16 +155,24 @@ where
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
+        let (request_id, client_request_id) = (header("request-id"), header("client-request-id"));
+        // The call's span: every log line of the call carries its ids.
+        let span = tracing::info_span!(
+            "grpc",
+            rpc.method = request.uri().path(),
+            request.id = request_id,
+            client_request.id = client_request_id,
+            trace.id = tracing::field::Empty,
+        );
+        let trace_id = telemetry::adopt(&span, &telemetry::extract(request.headers()));
         // Only calls from the network get a line of their own.
-        let line = request.extensions().get::<TcpConnectInfo>().map(|_| {
-            (
-                header("request-id"),
-                header("client-request-id"),
-                telemetry::trace_id(&telemetry::extract(request.headers())),
-            )
-        });
+        let line = request
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .map(|_| (request_id, client_request_id, trace_id));
         let metrics = self.metrics.clone();
-        let call = self.inner.call(request);
+        let call = span.in_scope(|| self.inner.call(request));
+        let call = tracing::Instrument::instrument(call, span);
         Box::pin(async move {
             let result = call.await;
             let took = started.elapsed();

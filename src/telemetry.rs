@@ -126,12 +126,7 @@ pub fn adopt(span: &tracing::Span, parent: &Context) -> Option<opentelemetry::tr
     // Only fails when no OpenTelemetry layer is installed: nothing to adopt then.
     let _ = span.set_parent(parent.clone());
     let own = span.context();
-    let context = if own.span().span_context().is_valid() {
-        &own
-    } else {
-        parent
-    };
-    let trace_id = trace_id(context);
+    let trace_id = trace_id(exported_or(&own, parent));
     if let Some(trace_id) = trace_id {
         span.record("trace.id", tracing::field::display(trace_id));
     }
@@ -150,12 +145,18 @@ pub fn trace_id(context: &Context) -> Option<opentelemetry::trace::TraceId> {
 /// caller's `parent` unchanged.
 pub fn inject(parent: &Context, metadata: &mut tonic::metadata::MetadataMap) {
     let own = tracing::Span::current().context();
-    let context = if own.span().span_context().is_valid() {
-        &own
+    TraceContextPropagator::new()
+        .inject_context(exported_or(&own, parent), &mut MetadataWriter(metadata));
+}
+
+/// A span's own context when spans are exported (it is valid then), else the
+/// caller's.
+fn exported_or<'a>(own: &'a Context, parent: &'a Context) -> &'a Context {
+    if own.span().span_context().is_valid() {
+        own
     } else {
         parent
-    };
-    TraceContextPropagator::new().inject_context(context, &mut MetadataWriter(metadata));
+    }
 }
 
 struct HeaderReader<'a>(&'a http::HeaderMap);

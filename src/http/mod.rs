@@ -114,11 +114,8 @@ impl AppState {
             async move {
                 let started = Instant::now();
                 let result = call.await;
-                let code = result
-                    .as_ref()
-                    .map_or_else(tonic::Status::code, |_| tonic::Code::Ok);
                 self.metrics
-                    .upstream_call(T::METHOD, code, started.elapsed());
+                    .upstream_call(T::METHOD, code_of(&result), started.elapsed());
                 (picked, result)
             }
         };
@@ -147,15 +144,18 @@ impl AppState {
             }
             other => other,
         };
-        observe::upstream_code(
-            result
-                .as_ref()
-                .map_or_else(tonic::Status::code, |_| tonic::Code::Ok),
-        );
+        observe::upstream_code(code_of(&result));
         result
             .map(tonic::Response::into_inner)
             .map_err(|status| ApiError::from_status(&status))
     }
+}
+
+/// The gRPC code a call ended with.
+fn code_of<R>(result: &Result<R, tonic::Status>) -> tonic::Code {
+    result
+        .as_ref()
+        .map_or_else(tonic::Status::code, |_| tonic::Code::Ok)
 }
 
 /// The gRPC method a request message is sent to (for metrics).

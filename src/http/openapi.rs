@@ -352,8 +352,7 @@ impl PartialSchema for AccessPackageAssignment {
             )
             .property(
                 "@odata.type",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
+                string(None)
                     .enum_values(Some([crate::http::graph_json::ODATA_TYPE])),
             );
         for p in metadata::properties() {
@@ -380,8 +379,7 @@ impl PartialSchema for NewAccessPackageAssignment {
             ))
             .property(
                 "@odata.type",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
+                string(None)
                     .enum_values(Some([crate::http::graph_json::ODATA_TYPE])),
             );
         for p in metadata::properties() {
@@ -418,9 +416,7 @@ impl PartialSchema for AccessPackageAssignmentCollection {
                 )
                 .property(
                     "@odata.nextLink",
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .format(Some(SchemaFormat::Custom("uri-reference".into())))
+                    string(Some("uri-reference"))
                         .description(Some("The URL of the next page, when there is one: this request's options with a `$skiptoken`.")),
                 )
                 .property(
@@ -476,16 +472,14 @@ impl ToSchema for ODataError {
         let main = ObjectBuilder::new()
             .property(
                 "code",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
+                string(None)
                     .description(Some("Graph's error code, e.g. `BadRequest`, `InvalidAuthenticationToken`, `Request_ResourceNotFound`."))
                     .examples(["BadRequest"]),
             )
             .required("code")
             .property(
                 "message",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
+                string(None)
                     .description(Some("What went wrong and what to do about it.")),
             )
             .required("message")
@@ -495,23 +489,20 @@ impl ToSchema for ODataError {
         let inner = ObjectBuilder::new()
             .property(
                 "date",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
+                string(None)
                     .description(Some("When the error happened, in UTC, ISO 8601 without fraction or offset, as Graph writes it."))
                     .examples(["2021-10-31T05:13:50"]),
             )
             .required("date")
             .property(
                 "request-id",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
+                string(None)
                     .description(Some("The response's request-id header.")),
             )
             .required("request-id")
             .property(
                 "client-request-id",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
+                string(None)
                     .description(Some("The response's client-request-id header.")),
             )
             .required("client-request-id")
@@ -535,11 +526,7 @@ impl PartialSchema for Select {
             .chain(std::iter::once("*"));
         Schema::Array(
             ArrayBuilder::new()
-                .items(
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .enum_values(Some(names)),
-                )
+                .items(string(None).enum_values(Some(names)))
                 .min_items(Some(1))
                 .build(),
         )
