@@ -78,8 +78,8 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// A registry with every metric, and `entitlement_gateway_build_info` set.
     pub fn new(role: &str) -> Arc<Self> {
-        let mut registry = Registry::with_prefix("entitlement_gateway");
-        let metrics = Self {
+        let mut metrics = Self {
+            registry: Registry::with_prefix("entitlement_gateway"),
             http_requests: Family::default(),
             http_latency: latencies(),
             grpc_requests: Family::default(),
@@ -88,45 +88,44 @@ impl Metrics {
             upstream_errors: Family::default(),
             store_latency: latencies(),
             in_flight: Family::default(),
-            registry: Registry::default(),
         };
-        registry.register(
+        metrics.registry.register(
             "http_requests",
             "HTTP requests answered, by route, method and status",
             metrics.http_requests.clone(),
         );
-        registry.register(
+        metrics.registry.register(
             "http_request_duration_seconds",
             "Time to answer an HTTP request, by route, method and status",
             metrics.http_latency.clone(),
         );
-        registry.register(
+        metrics.registry.register(
             "grpc_requests",
             "gRPC calls served, by method and code",
             metrics.grpc_requests.clone(),
         );
-        registry.register(
+        metrics.registry.register(
             "grpc_request_duration_seconds",
             "Time to answer a gRPC call, by method and code",
             metrics.grpc_latency.clone(),
         );
-        registry.register(
+        metrics.registry.register(
             "upstream_request_duration_seconds",
             "Time of the HTTP front's calls to the gRPC service, by method and code",
             metrics.upstream_latency.clone(),
         );
-        registry.register(
+        metrics.registry.register(
             "upstream_errors",
             "The HTTP front's calls to the gRPC service that found no usable upstream \
              (UNAVAILABLE, UNKNOWN, DEADLINE_EXCEEDED), by method and code",
             metrics.upstream_errors.clone(),
         );
-        registry.register(
+        metrics.registry.register(
             "store_operation_duration_seconds",
             "Time of storage operations, by operation and outcome",
             metrics.store_latency.clone(),
         );
-        registry.register(
+        metrics.registry.register(
             "requests_in_flight",
             "Requests being answered now, by server (http, grpc)",
             metrics.in_flight.clone(),
@@ -138,15 +137,12 @@ impl Metrics {
                 role: role.to_owned(),
             })
             .set(1);
-        registry.register(
+        metrics.registry.register(
             "build_info",
             "The running version and role (always 1)",
             build,
         );
-        Arc::new(Self {
-            registry,
-            ..metrics
-        })
+        Arc::new(metrics)
     }
 
     /// The metrics in the Prometheus text format.

@@ -1,7 +1,11 @@
 //! `TestApp`: the real servers on 127.0.0.1:0 with a temp data dir, and the clients
 //! a caller would use (reqwest for HTTP, the generated tonic client for gRPC).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use entitlement_gateway::{
     Listeners,
@@ -11,7 +15,13 @@ use entitlement_gateway::{
 };
 use serde_json::Value;
 use tempfile::TempDir;
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::{
+    io::{AsyncBufReadExt as _, BufReader},
+    net::TcpListener,
+    process::Child,
+    sync::mpsc,
+    task::JoinHandle,
+};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -300,4 +310,106 @@ pub fn is_lower_guid(id: &str) -> bool {
             8 | 13 | 18 | 23 => c == '-',
             _ => c.is_ascii_digit() || ('a'..='f').contains(&c),
         })
+}
+
+/// The binary, started with `serve` and JSON logs; its log lines arrive on `lines`.
+pub struct BinaryProcess {
+    pub child: Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    log: Arc<Mutex<Vec<String>>>,
+    reader: tokio::task::JoinHandle<()>,
+    pub http_base: String,
+    pub grpc_addr: Option<String>,
+    pub admin_base: String,
+}
+
+impl BinaryProcess {
+    pub async fn start(data_dir: &Path, args: &[&str]) -> Self {
+        let mut child = tokio::process::Command::new(BINARY)
+            .arg("serve")
+            .args(["--admin-addr", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the binary starts");
+        let mut reader = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (send, mut lines) = mpsc::unbounded_channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = log.clone();
+        let reader = tokio::spawn(async move {
+            while let Ok(Some(line)) = reader.next_line().await {
+                kept.lock().unwrap().push(line.clone());
+                let _ = send.send(line);
+            }
+        });
+        let listening = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let line = lines
+                    .recv()
+                    .await
+                    .expect("the binary exited before listening");
+                let json: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("a JSON log line ({e}): {line}"));
+                if json["message"] == "listening" {
+                    return json;
+                }
+            }
+        })
+        .await
+        .expect("a listening line within 30 s");
+        let addr = |name: &str| listening[name].as_str().map(str::to_owned);
+        Self {
+            child,
+            lines,
+            log,
+            reader,
+            http_base: addr("http.addr").map_or_else(String::new, |a| format!("http://{a}")),
+            grpc_addr: addr("grpc.addr"),
+            admin_base: format!("http://{}", addr("admin.addr").expect("admin.addr")),
+        }
+    }
+
+    /// Waits for the first log line (as JSON) that `wanted` accepts.
+    pub async fn line(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let line = self.lines.recv().await.expect("the log ended");
+                let json: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("a JSON log line ({e}): {line}"));
+                if wanted(&json) {
+                    return json;
+                }
+            }
+        })
+        .await
+        .expect("the log line within 20 s")
+    }
+
+    /// Stops it with SIGTERM and waits for it to exit.
+    pub async fn terminate(mut self) -> Vec<String> {
+        let pid = self.child.id().unwrap().to_string();
+        let status = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exits within 30 s")
+            .unwrap();
+        assert!(exit.success(), "{exit:?}");
+        // Everything it wrote, to the end.
+        self.reader.await.unwrap();
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The collection's URL on its HTTP face.
+    pub fn collection(&self) -> String {
+        format!("{}/beta{COLLECTION}", self.http_base)
+    }
 }

@@ -3,81 +3,28 @@
 
 use std::{
     path::Path,
-    process::Stdio,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use serde_json::Value;
-use tokio::{
-    io::{AsyncBufReadExt as _, BufReader},
-    process::{Child, Command},
-};
+use tokio::process::Command;
 
-use crate::helpers::{BINARY, COLLECTION, SEED_REQUEST, mint_with_binary as mint};
+use crate::helpers::{BinaryProcess, SEED_REQUEST, mint_with_binary as mint};
 
-/// The binary, started with `serve` on port 0.
-struct Process {
-    child: Child,
-    http_base: String,
-}
-
-impl Process {
-    /// Starts it and waits for the log line that names the bound addresses.
-    async fn start(data_dir: &Path) -> Self {
-        let mut child = Command::new(BINARY)
-            .args([
-                "serve",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--admin-addr",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data_dir)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the binary starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let listening = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if line.contains(" listening ") {
-                    return line;
-                }
-            }
-            panic!("the binary exited before listening");
-        })
-        .await
-        .expect("a listening line within 30 s");
-        // Keep draining the log so the process never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let field = |name: &str| {
-            listening
-                .split_whitespace()
-                .find_map(|word| word.strip_prefix(name))
-                .unwrap_or_else(|| panic!("{name} in {listening}"))
-                .to_owned()
-        };
-        assert!(field("grpc.addr=").starts_with("127.0.0.1:"));
-        Self {
-            child,
-            http_base: format!("http://{}", field("http.addr=")),
-        }
-    }
-
-    fn collection(&self) -> String {
-        format!("{}/beta{COLLECTION}", self.http_base)
-    }
+/// The all-in-one binary on free ports.
+async fn start(data_dir: &Path) -> BinaryProcess {
+    BinaryProcess::start(
+        data_dir,
+        &["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"],
+    )
+    .await
 }
 
 #[tokio::test]
 async fn the_binary_starts_on_port_zero_and_exits_0_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut process = Process::start(dir.path()).await;
+    let mut process = start(dir.path()).await;
     let token = mint(dir.path()).await;
     let key_mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(dir.path().join("signing-key"))
@@ -114,7 +61,7 @@ async fn the_binary_starts_on_port_zero_and_exits_0_on_sigterm() {
 #[tokio::test]
 async fn kill_9_under_load_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let mut process = Process::start(dir.path()).await;
+    let mut process = start(dir.path()).await;
     let token = mint(dir.path()).await;
     let http = reqwest::Client::new();
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -161,7 +108,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
 
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() >= 200);
-    let process = Process::start(dir.path()).await;
+    let process = start(dir.path()).await;
     for id in &acknowledged {
         let response = http
             .get(format!("{}/{id}", process.collection()))

@@ -2,22 +2,14 @@
 //! logs that carry the request-id (and never a token or a body), W3C trace context
 //! carried from HTTP into gRPC metadata, OTLP export, CORS and gRPC-Web.
 
-use std::{
-    path::Path,
-    process::Stdio,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use prost::Message as _;
-use serde_json::Value;
-use tokio::{
-    io::{AsyncBufReadExt as _, BufReader},
-    process::{Child, Command},
-    sync::mpsc,
-};
+use tokio::sync::mpsc;
 
-use crate::helpers::{BINARY, COLLECTION, SEED_REQUEST, TestApp, mint_with_binary as mint};
+use crate::helpers::{
+    BinaryProcess as Process, COLLECTION, SEED_REQUEST, TestApp, mint_with_binary as mint,
+};
 
 /// A caller's W3C trace context.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -183,103 +175,6 @@ async fn metrics_count_requests_calls_and_store_operations() {
         assert_eq!(response.status(), status, "{path}");
     }
     app.stop().await;
-}
-
-/// The binary, started with `serve` and JSON logs; its log lines arrive on `lines`.
-struct Process {
-    child: Child,
-    lines: mpsc::UnboundedReceiver<String>,
-    log: Arc<Mutex<Vec<String>>>,
-    reader: tokio::task::JoinHandle<()>,
-    http_base: String,
-    grpc_addr: Option<String>,
-    admin_base: String,
-}
-
-impl Process {
-    async fn start(data_dir: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(BINARY)
-            .arg("serve")
-            .args(["--admin-addr", "127.0.0.1:0", "--log-format", "json"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the binary starts");
-        let mut reader = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (send, mut lines) = mpsc::unbounded_channel();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let kept = log.clone();
-        let reader = tokio::spawn(async move {
-            while let Ok(Some(line)) = reader.next_line().await {
-                kept.lock().unwrap().push(line.clone());
-                let _ = send.send(line);
-            }
-        });
-        let listening = tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                let line = lines
-                    .recv()
-                    .await
-                    .expect("the binary exited before listening");
-                let json: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("a JSON log line ({e}): {line}"));
-                if json["message"] == "listening" {
-                    return json;
-                }
-            }
-        })
-        .await
-        .expect("a listening line within 30 s");
-        let addr = |name: &str| listening[name].as_str().map(str::to_owned);
-        Self {
-            child,
-            lines,
-            log,
-            reader,
-            http_base: addr("http.addr").map_or_else(String::new, |a| format!("http://{a}")),
-            grpc_addr: addr("grpc.addr"),
-            admin_base: format!("http://{}", addr("admin.addr").expect("admin.addr")),
-        }
-    }
-
-    /// Waits for the first log line (as JSON) that `wanted` accepts.
-    async fn line(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
-        tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                let line = self.lines.recv().await.expect("the log ended");
-                let json: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("a JSON log line ({e}): {line}"));
-                if wanted(&json) {
-                    return json;
-                }
-            }
-        })
-        .await
-        .expect("the log line within 20 s")
-    }
-
-    /// Stops it with SIGTERM and waits for it to exit.
-    async fn terminate(mut self) -> Vec<String> {
-        let pid = self.child.id().unwrap().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success());
-        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("exits within 30 s")
-            .unwrap();
-        assert!(exit.success(), "{exit:?}");
-        // Everything it wrote, to the end.
-        self.reader.await.unwrap();
-        self.log.lock().unwrap().clone()
-    }
 }
 
 async fn post_seed(base: &str, token: &str, traceparent: Option<&str>) -> reqwest::Response {
