@@ -147,7 +147,11 @@ pub async fn run(
         let (routes, opened) = grpc_services(&config, health_service, &metrics).await?;
         store = Some(opened);
         if config.role.serves_http() {
-            in_process = Some(in_process_upstream(routes.clone(), &metrics));
+            in_process = Some(in_process_upstream(
+                routes.clone(),
+                &metrics,
+                config.otlp_endpoint.is_some(),
+            ));
         }
         let server = grpc_server(&config, &metrics, routes);
         health
@@ -366,11 +370,14 @@ fn grpc_server(
 /// generated client's requests go straight to the services, through the same span
 /// and metrics as network calls. (The front's own deadline bounds these calls: it
 /// drops a call that outlives the request.)
-fn in_process_upstream(routes: Routes, metrics: &Arc<Metrics>) -> upstream::Upstream {
+fn in_process_upstream(routes: Routes, metrics: &Arc<Metrics>, traced: bool) -> upstream::Upstream {
     let service = tower::ServiceBuilder::new()
         .map_err(|never: std::convert::Infallible| match never {})
         .map_response(|response: axum::http::Response<_>| response.map(tonic::body::Body::new))
-        .layer(observe::ObserveGrpcLayer::new(metrics.clone()))
+        .layer(observe::ObserveGrpcLayer::in_process(
+            metrics.clone(),
+            traced,
+        ))
         .service(routes);
     upstream::Upstream::new(service)
 }

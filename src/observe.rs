@@ -12,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures_util::future::Either;
 use tonic::{Code, transport::server::TcpConnectInfo};
 
 use crate::{
@@ -102,11 +103,26 @@ fn method_of(path: &str) -> &'static str {
 #[derive(Debug, Clone)]
 pub struct ObserveGrpcLayer {
     metrics: Arc<Metrics>,
+    span_in_process: bool,
 }
 
 impl ObserveGrpcLayer {
+    /// For the network server: every call gets its span.
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { metrics }
+        Self {
+            metrics,
+            span_in_process: true,
+        }
+    }
+
+    /// For the HTTP front's in-process calls, which run inside the HTTP request's
+    /// span: they get a span of their own only when `traced` (traces are exported,
+    /// where the call shows as a child of the request); log lines need none.
+    pub fn in_process(metrics: Arc<Metrics>, traced: bool) -> Self {
+        Self {
+            metrics,
+            span_in_process: traced,
+        }
     }
 }
 
@@ -117,6 +133,7 @@ impl<S> tower::Layer<S> for ObserveGrpcLayer {
         ObserveGrpc {
             inner,
             metrics: self.metrics.clone(),
+            span_in_process: self.span_in_process,
         }
     }
 }
@@ -129,6 +146,8 @@ impl<S> tower::Layer<S> for ObserveGrpcLayer {
 pub struct ObserveGrpc<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    /// Whether calls from inside the process get a span of their own.
+    span_in_process: bool,
 }
 
 impl<S, B, RB> tower::Service<http::Request<B>> for ObserveGrpc<S>
@@ -155,24 +174,31 @@ where
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let (request_id, client_request_id) = (header("request-id"), header("client-request-id"));
-        // The call's span: every log line of the call carries its ids.
-        let span = tracing::info_span!(
-            "grpc",
-            rpc.method = request.uri().path(),
-            request.id = request_id,
-            client_request.id = client_request_id,
-            trace.id = tracing::field::Empty,
-        );
-        let trace_id = telemetry::adopt(&span, &telemetry::extract(request.headers()));
-        // Only calls from the network get a line of their own.
-        let line = request
-            .extensions()
-            .get::<TcpConnectInfo>()
-            .map(|_| (request_id, client_request_id, trace_id));
+        let from_network = request.extensions().get::<TcpConnectInfo>().is_some();
         let metrics = self.metrics.clone();
-        let call = span.in_scope(|| self.inner.call(request));
-        let call = tracing::Instrument::instrument(call, span);
+        let (call, line) = if from_network || self.span_in_process {
+            let (request_id, client_request_id) =
+                (header("request-id"), header("client-request-id"));
+            // The call's span: every log line of the call carries its ids.
+            let span = tracing::info_span!(
+                "grpc",
+                rpc.method = request.uri().path(),
+                request.id = request_id,
+                client_request.id = client_request_id,
+                trace.id = tracing::field::Empty,
+            );
+            let trace_id = telemetry::adopt(&span, &telemetry::extract(request.headers()));
+            // Only calls from the network get a line of their own.
+            let line = from_network.then_some((request_id, client_request_id, trace_id));
+            let call = span.in_scope(|| self.inner.call(request));
+            (
+                Either::Left(tracing::Instrument::instrument(call, span)),
+                line,
+            )
+        } else {
+            // Already inside the HTTP request's span, whose ids its lines carry.
+            (Either::Right(self.inner.call(request)), None)
+        };
         Box::pin(async move {
             let result = call.await;
             let took = started.elapsed();

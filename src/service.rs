@@ -303,7 +303,7 @@ impl AssignmentService {
     /// # Errors
     /// `InvalidArgument` for a rule broken, `AlreadyExists` when the id is taken by
     /// different content, `Unavailable`/`Internal` when storage fails.
-    #[tracing::instrument(name = "service.create", skip_all, fields(assignment.id))]
+    #[tracing::instrument(name = "service.create", level = "debug", skip_all, fields(assignment.id))]
     pub async fn create(&self, new: NewAssignment) -> Result<Assignment, Error> {
         let assignment = new.validate()?;
         tracing::Span::current().record("assignment.id", tracing::field::display(assignment.id));
@@ -322,7 +322,7 @@ impl AssignmentService {
     /// # Errors
     /// `InvalidArgument` when `id` is not a GUID, `NotFound` when there is no such
     /// assignment, `Unavailable`/`Internal` when storage fails.
-    #[tracing::instrument(name = "service.get", skip_all, fields(assignment.id = id))]
+    #[tracing::instrument(name = "service.get", level = "debug", skip_all, fields(assignment.id = id))]
     pub async fn get(&self, id: &str) -> Result<Assignment, Error> {
         let parsed: AssignmentId = id.parse().map_err(|why: InvalidId| {
             Error::InvalidArgument(vec![FieldViolation::new(
@@ -342,7 +342,7 @@ impl AssignmentService {
     /// # Errors
     /// `InvalidArgument` for a bad page size, filter, order, selection or page
     /// token; `Unavailable`/`Internal` when storage fails.
-    #[tracing::instrument(name = "service.list", skip_all)]
+    #[tracing::instrument(name = "service.list", level = "debug", skip_all)]
     pub async fn list(&self, request: ListRequest) -> Result<ListResult, Error> {
         let plan = request.validate(&self.page_tokens)?;
         let query = ListQuery {
@@ -379,7 +379,7 @@ impl AssignmentService {
     /// # Errors
     /// `InvalidArgument` when `id` is not a GUID, `NotFound` when there is no such
     /// assignment, `Unavailable`/`Internal` when storage fails.
-    #[tracing::instrument(name = "service.delete", skip_all, fields(assignment.id = id))]
+    #[tracing::instrument(name = "service.delete", level = "debug", skip_all, fields(assignment.id = id))]
     pub async fn delete(&self, id: &str) -> Result<(), Error> {
         let parsed = parse_id(id)?;
         if self.store.delete(&parsed).await.map_err(store_failed)? {

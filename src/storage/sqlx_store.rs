@@ -3,7 +3,11 @@
 //! syntax, which errors are transient). Each backend only opens its pool and
 //! applies its migrations.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use async_trait::async_trait;
 use sqlx::{
@@ -22,6 +26,10 @@ use crate::domain::{Assignment, AssignmentId, DateTimeOffset};
 pub trait Dialect: Database {
     /// The n-th (1-based) placeholder: `?` or `$n`.
     fn placeholder(n: usize) -> String;
+
+    /// What goes before `INTO` and after `VALUES (...)` in an insert that leaves a
+    /// row with the same id as it is.
+    const INSERT_KEEPING_EXISTING: (&'static str, &'static str);
 
     /// Whether an error the database reported may go away on a retry (it is busy,
     /// shutting down, or a transaction lost a conflict).
@@ -73,6 +81,26 @@ struct InsertJob {
 /// The most inserts one group commit carries.
 const MAX_GROUP: usize = 256;
 
+/// How the group-commit writer makes its commits durable: its connection first
+/// runs `relax` (a statement that lets a commit return once it is written, without
+/// waiting for the disk), and a sync thread fsyncs `file` (the write-ahead log)
+/// before it acknowledges the inserts of the commits written so far. The writer
+/// goes on with the next group during that fsync, so the disk's sync time overlaps
+/// the next commit instead of leaving the machine idle, and one fsync can cover
+/// several commits.
+#[derive(Debug)]
+pub(super) struct SyncAfterCommit {
+    pub relax: &'static str,
+    pub file: PathBuf,
+}
+
+/// The outcome of each insert of one committed group, waiting for its fsync.
+type Committed = Vec<(oneshot::Sender<Result<Inserted, StoreError>>, Inserted)>;
+
+/// How many committed groups may wait for the sync thread while it syncs: one, so
+/// that while a sync runs the next inserts gather into one group, not many small ones.
+const SYNC_QUEUE: usize = 1;
+
 /// The fixed statements, written once in the backend's placeholder syntax.
 #[derive(Debug)]
 struct Statements {
@@ -94,9 +122,10 @@ impl Statements {
                 })
                 .collect();
             format!(
-                "INSERT INTO assignments ({COLUMNS}) VALUES {} \
-                 ON CONFLICT (id) DO NOTHING RETURNING id",
-                values.join(", ")
+                "{} INTO assignments ({COLUMNS}) VALUES {} {} RETURNING id",
+                DB::INSERT_KEEPING_EXISTING.0,
+                values.join(", "),
+                DB::INSERT_KEEPING_EXISTING.1,
             )
         };
         Self {
@@ -296,16 +325,55 @@ where
     /// that queued up while the previous commit was being synced into one
     /// transaction, so concurrent creates share one commit (and one fsync)
     /// instead of each paying for its own.
-    #[must_use]
-    pub(super) fn with_group_commit(mut self) -> Self {
+    ///
+    /// # Errors
+    /// When the sync thread cannot be started.
+    pub(super) fn with_group_commit(mut self, sync: SyncAfterCommit) -> Result<Self, StoreError> {
         let (queue, jobs) = mpsc::channel(MAX_GROUP * 4);
+        let (committed, groups) = mpsc::channel(SYNC_QUEUE);
+        let SyncAfterCommit { relax, file } = sync;
+        std::thread::Builder::new()
+            .name("wal-sync".into())
+            .spawn(move || sync_groups(&file, groups))
+            .map_err(|e| StoreError::Internal(Box::new(e)))?;
         tokio::spawn(write_groups::<DB>(
             self.pool.clone(),
             self.statements.clone(),
             jobs,
+            relax,
+            committed,
         ));
         self.writer = Some(queue);
-        self
+        Ok(self)
+    }
+}
+
+/// The sync thread of [`Durability::SyncFile`]: takes every group committed since
+/// its last fsync, fsyncs `file` once for all of them, then acknowledges their
+/// inserts. Runs until the writer is gone.
+fn sync_groups(file: &Path, mut groups: mpsc::Receiver<Committed>) {
+    let mut waiting = Vec::with_capacity(SYNC_QUEUE);
+    while let Some(group) = groups.blocking_recv() {
+        waiting.push(group);
+        while let Ok(group) = groups.try_recv() {
+            waiting.push(group);
+        }
+        // Opened each time: the writer's open connection keeps the file in place,
+        // and a reopened connection could otherwise leave a stale handle here.
+        let synced = std::fs::File::open(file).and_then(|f| f.sync_data());
+        if let Err(error) = &synced {
+            tracing::error!(%error, file = %file.display(), "fsync of committed inserts failed");
+        }
+        for (done, inserted) in waiting.drain(..).flatten() {
+            let outcome = match &synced {
+                Ok(()) => Ok(inserted),
+                Err(_) => Err(StoreError::Unavailable(
+                    "the commit of this insert could not be synced to disk (logged where it happened)"
+                        .into(),
+                )),
+            };
+            let _ = done.send(outcome);
+        }
     }
 }
 
@@ -314,6 +382,8 @@ async fn write_groups<DB>(
     pool: Pool<DB>,
     statements: Arc<Statements>,
     mut jobs: mpsc::Receiver<InsertJob>,
+    relax: &'static str,
+    synced: mpsc::Sender<Committed>,
 ) where
     DB: Dialect,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -339,7 +409,11 @@ async fn write_groups<DB>(
         let outcome: Result<Vec<Inserted>, sqlx::Error> = async {
             let connection = match &mut connection {
                 Some(connection) => connection,
-                None => connection.insert(pool.acquire().await?),
+                None => {
+                    let mut fresh = pool.acquire().await?;
+                    sqlx::query::<DB>(relax).execute(&mut *fresh).await?;
+                    connection.insert(fresh)
+                }
             };
             let mut transaction = connection.begin().await?;
             let rows: Vec<&Assignment> = group.iter().map(|job| &job.assignment).collect();
@@ -349,15 +423,19 @@ async fn write_groups<DB>(
         }
         .await;
         if outcome.is_err() {
-            // A connection that failed mid-transaction is not used again.
-            connection = None;
+            // A connection that failed mid-transaction is not used again, nor given
+            // back to the pool with the writer's relaxed sync setting.
+            if let Some(failed) = connection.take() {
+                let _ = failed.detach().close().await;
+            }
         }
         match outcome {
             Ok(outcomes) => {
                 tracing::trace!(inserts = outcomes.len(), "group committed");
-                for (job, inserted) in group.drain(..).zip(outcomes) {
-                    let _ = job.done.send(Ok(inserted));
-                }
+                let committed = group.drain(..).map(|job| job.done).zip(outcomes);
+                // Acknowledged by the sync thread once on disk. (It only goes away
+                // with a panic; the callers then see the store as unavailable.)
+                let _ = synced.send(committed.collect()).await;
             }
             Err(error) => {
                 // Nothing of the group was committed; each caller gets the error.
