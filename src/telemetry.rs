@@ -5,8 +5,6 @@
 //! and passed on to the gRPC service; with `--otlp-endpoint`, spans are exported
 //! over OTLP/HTTP as well.
 
-use std::io::IsTerminal as _;
-
 use anyhow::Context as _;
 use opentelemetry::{
     Context,
@@ -63,7 +61,8 @@ pub fn init(
     let lines = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(writer)
-            .with_ansi(std::io::stdout().is_terminal())
+            // Plain text, on a terminal too: colors cost per field on every line.
+            .with_ansi(false)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()

@@ -186,6 +186,9 @@ impl DateTimeOffset {
 /// Formats as ODataLib does: the local time at the kept offset, fractional digits
 /// trimmed of trailing zeros (none when zero), `Z` for a zero offset.
 impl fmt::Display for DateTimeOffset {
+    /// `yyyy-MM-ddTHH:mm:ss[.fffffff]` (trailing zeros of the fraction dropped), then
+    /// `Z` or `±hh:mm`. Written digit by digit into a buffer on the stack: it is on
+    /// every response.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Both conversions are infallible for values built by `from_parts`.
         let offset =
@@ -193,27 +196,72 @@ impl fmt::Display for DateTimeOffset {
         let local = OffsetDateTime::from_unix_timestamp(self.seconds)
             .map_err(|_| fmt::Error)?
             .to_offset(offset);
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            local.year(),
-            u8::from(local.month()),
-            local.day(),
-            local.hour(),
-            local.minute(),
-            local.second()
-        )?;
+        let mut text = Ascii::default();
+        // Local years are 0001..=9999: `from_parts` refuses the rest.
+        text.number(local.year().unsigned_abs(), 4);
+        text.byte(b'-');
+        text.number(u8::from(local.month()).into(), 2);
+        text.byte(b'-');
+        text.number(local.day().into(), 2);
+        text.byte(b'T');
+        text.number(local.hour().into(), 2);
+        text.byte(b':');
+        text.number(local.minute().into(), 2);
+        text.byte(b':');
+        text.number(local.second().into(), 2);
         if self.nanos != 0 {
-            let ticks = format!("{:07}", self.nanos / 100);
-            write!(f, ".{}", ticks.trim_end_matches('0'))?;
+            let (mut ticks, mut width) = (self.nanos / 100, 7);
+            while ticks % 10 == 0 {
+                (ticks, width) = (ticks / 10, width - 1);
+            }
+            text.byte(b'.');
+            text.number(ticks, width);
         }
         if self.offset_minutes == 0 {
-            f.write_str("Z")
+            text.byte(b'Z');
         } else {
-            let sign = if self.offset_minutes < 0 { '-' } else { '+' };
-            let abs = self.offset_minutes.abs();
-            write!(f, "{sign}{:02}:{:02}", abs / 60, abs % 60)
+            text.byte(if self.offset_minutes < 0 { b'-' } else { b'+' });
+            let minutes = self.offset_minutes.unsigned_abs();
+            text.number(minutes / 60, 2);
+            text.byte(b':');
+            text.number(minutes % 60, 2);
         }
+        f.write_str(text.as_str())
+    }
+}
+
+/// The text of a formatted [`DateTimeOffset`], at most 33 ASCII bytes
+/// (`9999-12-31T23:59:59.9999999+14:00`).
+struct Ascii {
+    bytes: [u8; 33],
+    len: usize,
+}
+
+impl Default for Ascii {
+    fn default() -> Self {
+        Self {
+            bytes: [0; 33],
+            len: 0,
+        }
+    }
+}
+
+impl Ascii {
+    fn byte(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+
+    /// `value`'s last `width` decimal digits, zero-padded.
+    fn number(&mut self, value: u32, width: u32) {
+        for place in (0..width).rev() {
+            self.byte(b"0123456789"[(value / 10u32.pow(place) % 10) as usize]);
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits and separators are ever written.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
     }
 }
 
