@@ -19,6 +19,7 @@ use std::{
 
 use axum::{
     Router,
+    body::Body,
     extract::{DefaultBodyLimit, MatchedPath, Request, State},
     http::{HeaderName, HeaderValue, StatusCode, header},
     middleware::{self, Next},
@@ -218,19 +219,36 @@ pub fn router(state: AppState) -> Router {
             ApiError::from_http_status(StatusCode::METHOD_NOT_ALLOWED)
         })
         .with_state(state.clone())
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        // A declared Content-Length over the limit is refused before any of it is read.
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        // A body that trickles in is the caller's fault (408), not a timeout upstream.
-        .layer(RequestBodyTimeoutLayer::new(body_timeout(timeout)))
-        // Dropping the handler's future at the deadline also cancels its upstream
-        // call (the HTTP/2 stream is reset), as a client that disconnects does.
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::GATEWAY_TIMEOUT,
-            timeout,
-        ))
-        .layer(middleware::from_fn_with_state(state, request_context))
-        .layer(cors)
+        // One stack, applied once: each `Router::layer` call wraps every route in
+        // another boxed service, and each request clones the whole nest of them.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(cors)
+                .layer(middleware::from_fn_with_state::<
+                    _,
+                    _,
+                    (State<AppState>, Request),
+                >(state, request_context))
+                // Dropping the handler's future at the deadline also cancels its
+                // upstream call (the HTTP/2 stream is reset), as a client that
+                // disconnects does.
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    timeout,
+                ))
+                .map_response(
+                    |response: Response<tower_http::limit::ResponseBody<Body>>| {
+                        response.map(Body::new)
+                    },
+                )
+                // A body that trickles in is the caller's fault (408), not a timeout
+                // upstream.
+                .layer(RequestBodyTimeoutLayer::new(body_timeout(timeout)))
+                // A declared Content-Length over the limit is refused before any of
+                // it is read.
+                .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
 }
 
 /// CORS for the origins given (`*` for any); a layer that does nothing when none are.
