@@ -7,6 +7,7 @@ mod observed;
 mod postgres;
 mod sql;
 mod sqlite;
+mod sqlite_writer;
 mod sqlx_store;
 
 use std::{path::Path, sync::Arc};

@@ -13,8 +13,8 @@ use sqlx::{
 };
 
 use super::{
-    StoreError,
-    sqlx_store::{Dialect, SqlStore, SyncAfterCommit},
+    StoreError, sqlite_writer,
+    sqlx_store::{Dialect, SqlStore},
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/storage/migrations/sqlite");
@@ -34,12 +34,9 @@ impl SqlStore<Sqlite> {
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: every commit is fsynced before it returns, WAL mode included.
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5))
-            // The statement journal of a group's multi-row insert stays in memory
-            // instead of spilling to a temporary file created and deleted per commit.
-            .pragma("temp_store", "memory");
+            .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
-            // One connection stays with the group-commit writer; four serve reads.
+            // Reads and deletes; inserts have the group-commit writer's own connection.
             .max_connections(5)
             .connect_with(options)
             .await
@@ -60,24 +57,14 @@ impl SqlStore<Sqlite> {
         migrated?;
         // SQLite has one writer at a time and syncs on every commit: sharing commits
         // is what lets durable creates scale with concurrency.
-        // The writer's commits return once written to the WAL; the store's sync
-        // thread fsyncs the WAL before it acknowledges them (`SyncAfterCommit`).
-        // Deletes and the other connections keep FULL.
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        Self::new(pool).with_group_commit(SyncAfterCommit {
-            relax: "PRAGMA synchronous = NORMAL",
-            file: wal.into(),
-        })
+        // Inserts go through the group-commit writer, on its own connection.
+        Ok(Self::new(pool).with_writer(sqlite_writer::start(path)?))
     }
 }
 
 impl Dialect for Sqlite {
-    /// `OR IGNORE` rather than `ON CONFLICT (id) DO NOTHING`: a statement that cannot
-    /// abort half-way needs no statement journal, which a group's multi-row insert
-    /// would otherwise fill with a copy of every page it changes. Only the id can
-    /// conflict: the service validates every other constraint first, and a row
-    /// skipped for any other reason reads back as missing, which fails the insert.
+    /// `OR IGNORE`, as the group-commit writer's insert: only the id can conflict,
+    /// since the service validates every other constraint first.
     const INSERT_KEEPING_EXISTING: (&'static str, &'static str) = ("INSERT OR IGNORE", "");
 
     fn placeholder(_: usize) -> String {

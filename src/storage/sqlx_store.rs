@@ -3,18 +3,16 @@
 //! syntax, which errors are transient). Each backend only opens its pool and
 //! applies its migrations.
 
-use std::{
-    collections::HashSet,
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::{
-    Connection as _, Database, Encode, Executor, FromRow, IntoArguments, Pool, Type,
-    error::DatabaseError, migrate::MigrateError, pool::PoolConnection, query::QueryAs,
+    Database, Encode, Executor, FromRow, IntoArguments, Pool, Type, error::DatabaseError,
+    migrate::MigrateError, query::QueryAs,
 };
 use tokio::sync::{mpsc, oneshot};
+
+use super::sqlite_writer::InsertJob;
 
 use super::{
     Inserted, ListPage, ListQuery, Store, StoreError,
@@ -71,67 +69,26 @@ pub struct SqlStore<DB: Database> {
     writer: Option<mpsc::Sender<InsertJob>>,
 }
 
-/// One insert waiting for the group-commit writer.
-#[derive(Debug)]
-struct InsertJob {
-    assignment: Assignment,
-    done: oneshot::Sender<Result<Inserted, StoreError>>,
-}
-
-/// The most inserts one group commit carries.
-const MAX_GROUP: usize = 256;
-
-/// How the group-commit writer makes its commits durable: its connection first
-/// runs `relax` (a statement that lets a commit return once it is written, without
-/// waiting for the disk), and a sync thread fsyncs `file` (the write-ahead log)
-/// before it acknowledges the inserts of the commits written so far. The writer
-/// goes on with the next group during that fsync, so the disk's sync time overlaps
-/// the next commit instead of leaving the machine idle, and one fsync can cover
-/// several commits.
-#[derive(Debug)]
-pub(super) struct SyncAfterCommit {
-    pub relax: &'static str,
-    pub file: PathBuf,
-}
-
-/// The outcome of each insert of one committed group, waiting for its fsync.
-type Committed = Vec<(oneshot::Sender<Result<Inserted, StoreError>>, Inserted)>;
-
-/// How many committed groups may wait for the sync thread while it syncs: one, so
-/// that while a sync runs the next inserts gather into one group, not many small ones.
-const SYNC_QUEUE: usize = 1;
-
 /// The fixed statements, written once in the backend's placeholder syntax.
 #[derive(Debug)]
 struct Statements {
-    /// Inserts of 1, 2, 4, ... [`MAX_GROUP`] rows that leave an existing row alone
-    /// and return the ids they inserted.
-    insert: Vec<String>,
+    /// Inserts one row, leaving an existing row with its id alone, and returns the
+    /// id when it inserted.
+    insert: String,
     select_by_id: String,
     delete_by_id: String,
 }
 
 impl Statements {
     fn new<DB: Dialect>() -> Self {
-        let insert = |rows: usize| {
-            let values: Vec<String> = (0..rows)
-                .map(|row| {
-                    let columns: Vec<String> =
-                        (1..=10).map(|n| DB::placeholder(row * 10 + n)).collect();
-                    format!("({})", columns.join(", "))
-                })
-                .collect();
-            format!(
-                "{} INTO assignments ({COLUMNS}) VALUES {} {} RETURNING id",
+        let values: Vec<String> = (1..=10).map(DB::placeholder).collect();
+        Self {
+            insert: format!(
+                "{} INTO assignments ({COLUMNS}) VALUES ({}) {} RETURNING id",
                 DB::INSERT_KEEPING_EXISTING.0,
                 values.join(", "),
                 DB::INSERT_KEEPING_EXISTING.1,
-            )
-        };
-        Self {
-            insert: (0..=MAX_GROUP.ilog2())
-                .map(|size| insert(1 << size))
-                .collect(),
+            ),
             select_by_id: format!(
                 "SELECT {COLUMNS} FROM assignments WHERE id = {}",
                 DB::placeholder(1)
@@ -165,16 +122,16 @@ impl<DB: Database> Clone for SqlStore<DB> {
 /// An assignment as stored: the columns of [`COLUMNS`], in order.
 #[derive(sqlx::FromRow)]
 pub struct Row {
-    id: String,
-    catalog_id: Option<String>,
-    access_package_id: String,
-    assignment_policy_id: String,
-    target_id: String,
-    assignment_status: Option<String>,
-    assignment_state: Option<String>,
-    is_extended: Option<bool>,
-    expired_ticks: Option<i64>,
-    expired_offset_minutes: Option<i32>,
+    pub(super) id: String,
+    pub(super) catalog_id: Option<String>,
+    pub(super) access_package_id: String,
+    pub(super) assignment_policy_id: String,
+    pub(super) target_id: String,
+    pub(super) assignment_status: Option<String>,
+    pub(super) assignment_state: Option<String>,
+    pub(super) is_extended: Option<bool>,
+    pub(super) expired_ticks: Option<i64>,
+    pub(super) expired_offset_minutes: Option<i32>,
 }
 
 impl TryFrom<Row> for Assignment {
@@ -255,15 +212,13 @@ where
         .bind(expired.map(DateTimeOffset::offset_minutes))
 }
 
-/// Inserts `rows` on `connection` (inside one transaction, for group commit) with
-/// as few statements as it takes: multi-row inserts of power-of-two sizes, so that
-/// each size is prepared once. An id that was already stored, or that comes again
-/// later in `rows`, reads back the row that is there.
-async fn insert_rows<DB>(
+/// Inserts `a` on `connection`; when a row with its id is already stored, reads
+/// back that row.
+async fn insert_one<DB>(
     connection: &mut DB::Connection,
     statements: &Statements,
-    rows: &[&Assignment],
-) -> Result<Vec<Inserted>, sqlx::Error>
+    a: &Assignment,
+) -> Result<Inserted, sqlx::Error>
 where
     DB: Dialect,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -276,182 +231,26 @@ where
     for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
 {
-    let mut created = HashSet::with_capacity(rows.len());
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let size = (rest.len().ilog2() as usize).min(statements.insert.len() - 1);
-        let (chunk, after) = rest.split_at(1 << size);
-        let query = chunk.iter().fold(
-            sqlx::query_as::<DB, (String,)>(&statements.insert[size]),
-            |query, a| bind_row(query, a),
-        );
-        for (id,) in query.fetch_all(&mut *connection).await? {
-            created.insert(id);
-        }
-        rest = after;
+    let created = bind_row(sqlx::query_as::<DB, (String,)>(&statements.insert), a)
+        .fetch_optional(&mut *connection)
+        .await?;
+    if created.is_some() {
+        return Ok(Inserted::Created);
     }
-    let mut outcomes = Vec::with_capacity(rows.len());
-    for a in rows {
-        let id = a.id.to_string();
-        // Only the first of repeated ids was the one inserted.
-        if created.remove(&id) {
-            outcomes.push(Inserted::Created);
-            continue;
-        }
-        let row: Row = sqlx::query_as(&statements.select_by_id)
-            .bind(id)
-            .fetch_one(&mut *connection)
-            .await?;
-        let existing = Assignment::try_from(row).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        outcomes.push(Inserted::Existing(existing));
-    }
-    Ok(outcomes)
+    let row: Row = sqlx::query_as(&statements.select_by_id)
+        .bind(a.id.to_string())
+        .fetch_one(&mut *connection)
+        .await?;
+    let existing = Assignment::try_from(row).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    Ok(Inserted::Existing(existing))
 }
 
-impl<DB> SqlStore<DB>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'r> Row: FromRow<'r, DB::Row>,
-    for<'r> (String,): FromRow<'r, DB::Row>,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
-{
-    /// Group commit: inserts go through one writer task, which puts every insert
-    /// that queued up while the previous commit was being synced into one
-    /// transaction, so concurrent creates share one commit (and one fsync)
-    /// instead of each paying for its own.
-    ///
-    /// # Errors
-    /// When the sync thread cannot be started.
-    pub(super) fn with_group_commit(mut self, sync: SyncAfterCommit) -> Result<Self, StoreError> {
-        let (queue, jobs) = mpsc::channel(MAX_GROUP * 4);
-        let (committed, groups) = mpsc::channel(SYNC_QUEUE);
-        let SyncAfterCommit { relax, file } = sync;
-        std::thread::Builder::new()
-            .name("wal-sync".into())
-            .spawn(move || sync_groups(&file, groups))
-            .map_err(|e| StoreError::Internal(Box::new(e)))?;
-        tokio::spawn(write_groups::<DB>(
-            self.pool.clone(),
-            self.statements.clone(),
-            jobs,
-            relax,
-            committed,
-        ));
-        self.writer = Some(queue);
-        Ok(self)
-    }
-}
-
-/// The sync thread of [`Durability::SyncFile`]: takes every group committed since
-/// its last fsync, fsyncs `file` once for all of them, then acknowledges their
-/// inserts. Runs until the writer is gone.
-fn sync_groups(file: &Path, mut groups: mpsc::Receiver<Committed>) {
-    let mut waiting = Vec::with_capacity(SYNC_QUEUE);
-    while let Some(group) = groups.blocking_recv() {
-        waiting.push(group);
-        while let Ok(group) = groups.try_recv() {
-            waiting.push(group);
-        }
-        // Opened each time: the writer's open connection keeps the file in place,
-        // and a reopened connection could otherwise leave a stale handle here.
-        let synced = std::fs::File::open(file).and_then(|f| f.sync_data());
-        if let Err(error) = &synced {
-            tracing::error!(%error, file = %file.display(), "fsync of committed inserts failed");
-        }
-        for (done, inserted) in waiting.drain(..).flatten() {
-            let outcome = match &synced {
-                Ok(()) => Ok(inserted),
-                Err(_) => Err(StoreError::Unavailable(
-                    "the commit of this insert could not be synced to disk (logged where it happened)"
-                        .into(),
-                )),
-            };
-            let _ = done.send(outcome);
-        }
-    }
-}
-
-/// The group-commit writer: runs until every store handle is gone.
-async fn write_groups<DB>(
-    pool: Pool<DB>,
-    statements: Arc<Statements>,
-    mut jobs: mpsc::Receiver<InsertJob>,
-    relax: &'static str,
-    synced: mpsc::Sender<Committed>,
-) where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'r> Row: FromRow<'r, DB::Row>,
-    for<'r> (String,): FromRow<'r, DB::Row>,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
-{
-    // The writer keeps one connection: its page cache stays warm, where a pool's
-    // connections would each reload the pages another one changed.
-    let mut connection: Option<PoolConnection<DB>> = None;
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
-        // Callers that gave up (timed out, disconnected) need no write.
-        group.retain(|job: &InsertJob| !job.done.is_closed());
-        if group.is_empty() {
-            continue;
-        }
-        let outcome: Result<Vec<Inserted>, sqlx::Error> = async {
-            let connection = match &mut connection {
-                Some(connection) => connection,
-                None => {
-                    let mut fresh = pool.acquire().await?;
-                    sqlx::query::<DB>(relax).execute(&mut *fresh).await?;
-                    connection.insert(fresh)
-                }
-            };
-            let mut transaction = connection.begin().await?;
-            let rows: Vec<&Assignment> = group.iter().map(|job| &job.assignment).collect();
-            let outcomes = insert_rows::<DB>(&mut transaction, &statements, &rows).await?;
-            transaction.commit().await?;
-            Ok(outcomes)
-        }
-        .await;
-        if outcome.is_err() {
-            // A connection that failed mid-transaction is not used again, nor given
-            // back to the pool with the writer's relaxed sync setting.
-            if let Some(failed) = connection.take() {
-                let _ = failed.detach().close().await;
-            }
-        }
-        match outcome {
-            Ok(outcomes) => {
-                tracing::trace!(inserts = outcomes.len(), "group committed");
-                let committed = group.drain(..).map(|job| job.done).zip(outcomes);
-                // Acknowledged by the sync thread once on disk. (It only goes away
-                // with a panic; the callers then see the store as unavailable.)
-                let _ = synced.send(committed.collect()).await;
-            }
-            Err(error) => {
-                // Nothing of the group was committed; each caller gets the error.
-                let transient = matches!(DB::classify(error), StoreError::Unavailable(_));
-                let message = "the group commit of this insert failed (logged where it happened)";
-                tracing::error!(inserts = group.len(), transient, "group commit failed");
-                for job in group.drain(..) {
-                    let error = if transient {
-                        StoreError::Unavailable(message.into())
-                    } else {
-                        StoreError::Internal(message.into())
-                    };
-                    let _ = job.done.send(Err(error));
-                }
-            }
-        }
+impl<DB: Database> SqlStore<DB> {
+    /// Sends every insert to `writer` (a group-commit writer) instead of the pool.
+    #[must_use]
+    pub(super) fn with_writer(mut self, writer: mpsc::Sender<InsertJob>) -> Self {
+        self.writer = Some(writer);
+        self
     }
 }
 
@@ -489,8 +288,8 @@ where
         }
         for _ in 0..INSERT_ATTEMPTS {
             let mut connection = self.pool.acquire().await.map_err(DB::classify)?;
-            match insert_rows::<DB>(&mut connection, &self.statements, &[a]).await {
-                Ok(mut inserted) => return Ok(inserted.remove(0)),
+            match insert_one::<DB>(&mut connection, &self.statements, a).await {
+                Ok(inserted) => return Ok(inserted),
                 // The conflicting row was deleted between the insert and the read.
                 Err(sqlx::Error::RowNotFound) => continue,
                 Err(e) => return Err(DB::classify(e)),

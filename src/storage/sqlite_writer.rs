@@ -1,0 +1,240 @@
+//! Group commit for SQLite: one thread with its own connection writes every insert,
+//! a group of them per transaction, and a second thread fsyncs the write-ahead log
+//! before any insert of a group is acknowledged.
+//!
+//! Why threads and not the sqlx pool: a commit through sqlx is several round trips
+//! (BEGIN, the inserts, COMMIT) between a task and sqlx's worker thread, each one a
+//! wake-up that waits its turn for a core on a busy machine. Here a whole group is
+//! one wake-up of the writer thread.
+//!
+//! Durability: the writer's connection commits with `synchronous = NORMAL` (a commit
+//! returns once written to the WAL), and the sync thread then fsyncs the WAL before
+//! it acknowledges the group, so that the next group is written while the disk
+//! syncs the last one. Nothing is acknowledged before its fsync. Deletes, through
+//! the pool, keep `synchronous = FULL`.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension as _, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Inserted, StoreError, sql::COLUMNS, sqlx_store::Row};
+use crate::domain::{Assignment, DateTimeOffset};
+
+/// One insert waiting for the writer.
+#[derive(Debug)]
+pub(super) struct InsertJob {
+    pub assignment: Assignment,
+    pub done: oneshot::Sender<Result<Inserted, StoreError>>,
+}
+
+/// The most inserts one transaction carries.
+const MAX_GROUP: usize = 256;
+
+/// How many committed groups may wait for the sync thread while it syncs: one, so
+/// that while a sync runs the next inserts gather into one group, not many small ones.
+const SYNC_QUEUE: usize = 1;
+
+/// The outcome of each insert of one committed group, waiting for its fsync.
+type Committed = Vec<(oneshot::Sender<Result<Inserted, StoreError>>, Inserted)>;
+
+/// Opens the writer's own connection to the (migrated) database at `path` and
+/// starts the writer and sync threads; inserts go to the queue returned. Both
+/// threads end when every sender of the queue is gone.
+///
+/// # Errors
+/// When the database cannot be opened or a thread cannot be started.
+pub(super) fn start(path: &Path) -> Result<mpsc::Sender<InsertJob>, StoreError> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(classify)?;
+    connection
+        .busy_timeout(Duration::from_secs(5))
+        .map_err(classify)?;
+    // The sync thread makes each commit durable; see the module docs.
+    connection
+        .pragma_update(None, "synchronous", "NORMAL")
+        .map_err(classify)?;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = PathBuf::from(wal);
+
+    let (queue, jobs) = mpsc::channel(MAX_GROUP * 4);
+    let (committed, groups) = mpsc::channel(SYNC_QUEUE);
+    let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(run)
+            .map(drop)
+            .map_err(|e| StoreError::Internal(Box::new(e)))
+    };
+    spawn("wal-sync", Box::new(move || sync_groups(&wal, groups)))?;
+    spawn(
+        "sqlite-writer",
+        Box::new(move || write_groups(connection, jobs, &committed)),
+    )?;
+    Ok(queue)
+}
+
+/// The writer thread: takes every insert queued (up to [`MAX_GROUP`]), writes them
+/// in one transaction and hands the outcomes to the sync thread.
+fn write_groups(
+    mut connection: Connection,
+    mut jobs: mpsc::Receiver<InsertJob>,
+    synced: &mpsc::Sender<Committed>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = jobs.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        // Callers that gave up (timed out, disconnected) need no write.
+        group.retain(|job: &InsertJob| !job.done.is_closed());
+        if group.is_empty() {
+            continue;
+        }
+        match write_group(&mut connection, &group) {
+            Ok(outcomes) => {
+                tracing::trace!(inserts = outcomes.len(), "group committed");
+                let committed = group.drain(..).map(|job| job.done).zip(outcomes);
+                // The sync thread only goes away with a panic; the callers then see
+                // the store as unavailable.
+                let _ = synced.blocking_send(committed.collect());
+            }
+            Err(error) => {
+                // Nothing of the group was committed; each caller gets the error.
+                let transient = matches!(error, StoreError::Unavailable(_));
+                tracing::error!(inserts = group.len(), %error, "group commit failed");
+                let message = "the group commit of this insert failed (logged where it happened)";
+                for job in group.drain(..) {
+                    let error = if transient {
+                        StoreError::Unavailable(message.into())
+                    } else {
+                        StoreError::Internal(message.into())
+                    };
+                    let _ = job.done.send(Err(error));
+                }
+            }
+        }
+    }
+}
+
+/// Inserts `group` in one transaction. An id that was already stored, or that comes
+/// again later in the group, reads back the row that is there.
+fn write_group(
+    connection: &mut Connection,
+    group: &[InsertJob],
+) -> Result<Vec<Inserted>, StoreError> {
+    let transaction = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(classify)?;
+    let mut outcomes = Vec::with_capacity(group.len());
+    {
+        // One row per statement: a single-row insert that cannot abort half-way
+        // needs no statement journal. `OR IGNORE` leaves a row with the same id.
+        let mut insert = transaction
+            .prepare_cached(&format!(
+                "INSERT OR IGNORE INTO assignments ({COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            ))
+            .map_err(classify)?;
+        let mut select = transaction
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM assignments WHERE id = ?1"))
+            .map_err(classify)?;
+        for job in group {
+            let a = &job.assignment;
+            let id = a.id.to_string();
+            let expired = a.expired_date_time.as_ref();
+            let inserted = insert
+                .execute(rusqlite::params![
+                    id,
+                    a.catalog_id,
+                    a.access_package_id,
+                    a.assignment_policy_id,
+                    a.target_id,
+                    a.assignment_status,
+                    a.assignment_state,
+                    a.is_extended,
+                    expired.map(DateTimeOffset::ticks),
+                    expired.map(DateTimeOffset::offset_minutes),
+                ])
+                .map_err(classify)?;
+            if inserted == 1 {
+                outcomes.push(Inserted::Created);
+                continue;
+            }
+            // Skipped: only a row with this id can have been in the way.
+            let row = select
+                .query_row([&id], |r| {
+                    Ok(Row {
+                        id: r.get(0)?,
+                        catalog_id: r.get(1)?,
+                        access_package_id: r.get(2)?,
+                        assignment_policy_id: r.get(3)?,
+                        target_id: r.get(4)?,
+                        assignment_status: r.get(5)?,
+                        assignment_state: r.get(6)?,
+                        is_extended: r.get(7)?,
+                        expired_ticks: r.get(8)?,
+                        expired_offset_minutes: r.get(9)?,
+                    })
+                })
+                .optional()
+                .map_err(classify)?
+                .ok_or_else(|| {
+                    StoreError::Internal("an insert was skipped, yet no row has its id".into())
+                })?;
+            outcomes.push(Inserted::Existing(Assignment::try_from(row)?));
+        }
+    }
+    transaction.commit().map_err(classify)?;
+    Ok(outcomes)
+}
+
+/// The sync thread: takes every group committed since its last fsync, fsyncs the
+/// WAL once for all of them, then acknowledges their inserts. Runs until the writer
+/// is gone.
+fn sync_groups(wal: &Path, mut groups: mpsc::Receiver<Committed>) {
+    let mut waiting = Vec::with_capacity(SYNC_QUEUE + 1);
+    while let Some(group) = groups.blocking_recv() {
+        waiting.push(group);
+        while let Ok(group) = groups.try_recv() {
+            waiting.push(group);
+        }
+        // Opened each time: the writer's open connection keeps the file in place,
+        // and no handle here can go stale.
+        let synced = std::fs::File::open(wal).and_then(|f| f.sync_data());
+        if let Err(error) = &synced {
+            tracing::error!(%error, file = %wal.display(), "fsync of committed inserts failed");
+        }
+        for (done, inserted) in waiting.drain(..).flatten() {
+            let outcome = match &synced {
+                Ok(()) => Ok(inserted),
+                Err(_) => Err(StoreError::Unavailable(
+                    "the commit of this insert could not be synced to disk (logged where it happened)"
+                        .into(),
+                )),
+            };
+            let _ = done.send(outcome);
+        }
+    }
+}
+
+/// SQLITE_BUSY and SQLITE_LOCKED may pass on a retry; anything else will not.
+fn classify(error: rusqlite::Error) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable(Box::new(error))
+        }
+        _ => StoreError::Internal(Box::new(error)),
+    }
+}
