@@ -108,6 +108,8 @@ struct Settings {
     levels: Vec<usize>,
     /// The big size of the scaling section (0: no scaling section).
     scale_rows: usize,
+    /// Rounds of the alternating target measurement (0: none).
+    paired_rounds: usize,
 }
 
 impl Settings {
@@ -136,6 +138,11 @@ impl Settings {
             measure: Duration::from_secs_f64(secs("BENCH_SECS", 3.0)),
             levels,
             scale_rows,
+            paired_rounds: std::env::var("BENCH_PAIRED_ROUNDS").map_or(5, |v| {
+                v.trim()
+                    .parse()
+                    .expect("BENCH_PAIRED_ROUNDS: a number of rounds")
+            }),
         }
     }
 }
@@ -521,6 +528,8 @@ struct Row {
     errors: u64,
     server_cpu: String,
     server_cpu_total_us: f64,
+    /// Server CPU per request of each server, in the order given.
+    server_cpu_us: Vec<f64>,
     loadgen_cpu_us: f64,
     peak_rss: String,
 }
@@ -629,6 +638,7 @@ impl Bench {
             errors,
             server_cpu,
             server_cpu_total_us: total,
+            server_cpu_us: per_server,
             loadgen_cpu_us: us_per_request(self_after.saturating_sub(self_before)),
             peak_rss,
         }
@@ -656,18 +666,10 @@ async fn run(settings: Settings) {
         ticks_per_sec: clock_ticks_per_sec(),
         rows: Vec::new(),
     };
-    let local = ["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"];
 
     // 1. The ceiling.
     {
-        let mut command = Command::new(std::env::current_exe().expect("this benchmark"));
-        command.env(CEILING_ENV, "1");
-        let server = Server::start(command, &tmp.path().join("ceiling.log"));
-        let target = Target::HttpCreate {
-            url: format!("{}{COLLECTION}", server.http_url()),
-            token: "unused".into(),
-            h2: false,
-        };
+        let (server, target) = start_ceiling(tmp.path());
         bench
             .scenario(CEILING, target, &[("ceiling", server.pid())])
             .await;
@@ -676,7 +678,7 @@ async fn run(settings: Settings) {
     // 2. Direct gRPC create, all-in-one.
     {
         let data = data_dir(tmp.path(), "grpc");
-        let server = Server::product(tmp.path(), "grpc", &all_in_one(&local, &data));
+        let server = Server::product(tmp.path(), "grpc", &all_in_one(&data));
         let token = bearer(&mint_token(&data));
         let channels = grpc_channels(&server.grpc_url(), GRPC_CHANNELS).await;
         let target = Target::GrpcCreate { channels, token };
@@ -687,14 +689,7 @@ async fn run(settings: Settings) {
 
     // 3. HTTP create through the gateway, all-in-one.
     {
-        let data = data_dir(tmp.path(), "http");
-        let server = Server::product(tmp.path(), "http", &all_in_one(&local, &data));
-        let token = mint_token(&data);
-        let target = Target::HttpCreate {
-            url: format!("{}{COLLECTION}", server.http_url()),
-            token: token.clone(),
-            h2: false,
-        };
+        let (server, target) = start_all_in_one(tmp.path(), "http", false);
         bench
             .scenario(HTTP_CREATE, target, &[("all", server.pid())])
             .await;
@@ -702,13 +697,7 @@ async fn run(settings: Settings) {
 
     // 3b. The same over HTTP/2 (h2c, prior knowledge), one connection per client.
     {
-        let data = data_dir(tmp.path(), "http2");
-        let server = Server::product(tmp.path(), "http2", &all_in_one(&local, &data));
-        let target = Target::HttpCreate {
-            url: format!("{}{COLLECTION}", server.http_url()),
-            token: mint_token(&data),
-            h2: true,
-        };
+        let (server, target) = start_all_in_one(tmp.path(), "http2", true);
         bench
             .scenario(HTTP2_CREATE, target, &[("all", server.pid())])
             .await;
@@ -716,40 +705,7 @@ async fn run(settings: Settings) {
 
     // 4. Split roles: a gateway process in front of a gRPC process, over loopback.
     {
-        let data = data_dir(tmp.path(), "split-grpc");
-        let service = Server::product(
-            tmp.path(),
-            "split-grpc",
-            &[
-                "--role",
-                "grpc",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--data-dir",
-                data.to_str().expect("utf-8 path"),
-            ],
-        );
-        let gateway_data = data_dir(tmp.path(), "split-gateway");
-        let upstream = service.grpc_url();
-        let gateway = Server::product(
-            tmp.path(),
-            "split-gateway",
-            &[
-                "--role",
-                "gateway",
-                "--upstream",
-                &upstream,
-                "--http-addr",
-                "127.0.0.1:0",
-                "--data-dir",
-                gateway_data.to_str().expect("utf-8 path"),
-            ],
-        );
-        let target = Target::HttpCreate {
-            url: format!("{}{COLLECTION}", gateway.http_url()),
-            token: mint_token(&data),
-            h2: false,
-        };
+        let (gateway, service, target) = start_split(tmp.path(), "split");
         bench
             .scenario(
                 SPLIT_CREATE,
@@ -762,7 +718,7 @@ async fn run(settings: Settings) {
     // 5. GET by id and a filtered list page, all-in-one, over seeded assignments.
     {
         let data = data_dir(tmp.path(), "read");
-        let server = Server::product(tmp.path(), "read", &all_in_one(&local, &data));
+        let server = Server::product(tmp.path(), "read", &all_in_one(&data));
         let token = mint_token(&data);
         let ids = seed(&server.grpc_url(), &bearer(&token)).await;
         let base = format!("{}{COLLECTION}", server.http_url());
@@ -783,6 +739,13 @@ async fn run(settings: Settings) {
             .await;
     }
 
+    // The target ratios again, from rounds that alternate the scenarios.
+    let paired = if bench.settings.paired_rounds > 0 {
+        Some(paired(&bench, tmp.path()).await)
+    } else {
+        None
+    };
+
     // How cost grows with stored rows.
     let mut scaling = Vec::new();
     if bench.settings.scale_rows > 0 {
@@ -793,11 +756,154 @@ async fn run(settings: Settings) {
         }
     }
 
-    let report = report(&bench, &scaling);
+    let report = report(&bench, paired.as_ref(), &scaling);
     println!("{report}");
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
     fs::write(&path, &report).expect("write BENCHMARKS.md");
     eprintln!("wrote {}", path.display());
+}
+
+/// Starts the ceiling; the target POSTs the documented body to it.
+fn start_ceiling(tmp: &Path) -> (Server, Target) {
+    let mut command = Command::new(std::env::current_exe().expect("this benchmark"));
+    command.env(CEILING_ENV, "1");
+    let server = Server::start(command, &tmp.join("ceiling.log"));
+    let target = Target::HttpCreate {
+        url: format!("{}{COLLECTION}", server.http_url()),
+        token: "unused".into(),
+        h2: false,
+    };
+    (server, target)
+}
+
+/// Starts an all-in-one server named `name`; the target creates over HTTP/1.1, or
+/// HTTP/2 when `h2`.
+fn start_all_in_one(tmp: &Path, name: &str, h2: bool) -> (Server, Target) {
+    let data = data_dir(tmp, name);
+    let server = Server::product(tmp, name, &all_in_one(&data));
+    let target = Target::HttpCreate {
+        url: format!("{}{COLLECTION}", server.http_url()),
+        token: mint_token(&data),
+        h2,
+    };
+    (server, target)
+}
+
+/// Starts a `--role gateway` process in front of a `--role grpc` process; the
+/// target creates through the gateway.
+fn start_split(tmp: &Path, name: &str) -> (Server, Server, Target) {
+    let (service_name, gateway_name) = (format!("{name}-grpc"), format!("{name}-gateway"));
+    let data = data_dir(tmp, &service_name);
+    let service = Server::product(
+        tmp,
+        &service_name,
+        &[
+            "--role",
+            "grpc",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().expect("utf-8 path"),
+        ],
+    );
+    let gateway_data = data_dir(tmp, &gateway_name);
+    let upstream = service.grpc_url();
+    let gateway = Server::product(
+        tmp,
+        &gateway_name,
+        &[
+            "--role",
+            "gateway",
+            "--upstream",
+            &upstream,
+            "--http-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            gateway_data.to_str().expect("utf-8 path"),
+        ],
+    );
+    let target = Target::HttpCreate {
+        url: format!("{}{COLLECTION}", gateway.http_url()),
+        token: mint_token(&data),
+        h2: false,
+    };
+    (gateway, service, target)
+}
+
+/// An all-in-one server's listeners: free ports.
+const LOCAL: [&str; 4] = ["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"];
+
+/// The concurrency the targets are set at.
+const TARGET_CONNS: usize = 64;
+
+/// The target ratios, one per round of [`paired`].
+struct Paired {
+    /// HTTP create all-in-one / ceiling, split roles / ceiling (requests/s);
+    /// all-in-one server CPU / ceiling's, split gateway process CPU / ceiling's (per
+    /// request).
+    rounds: Vec<[f64; 4]>,
+}
+
+/// Runs the ceiling, the all-in-one HTTP create and the split-roles HTTP create one
+/// after the other at [`TARGET_CONNS`], round after round on the same servers: a slow
+/// spell of a shared machine then falls on all three of a round, not on one
+/// scenario of the run.
+async fn paired(bench: &Bench, tmp: &Path) -> Paired {
+    let (ceiling, ceiling_target) = start_ceiling(tmp);
+    let (all, all_target) = start_all_in_one(tmp, "paired", false);
+    let (gateway, service, split_target) = start_split(tmp, "paired-split");
+    let (ceiling_target, all_target, split_target) = (
+        Arc::new(ceiling_target),
+        Arc::new(all_target),
+        Arc::new(split_target),
+    );
+    let mut rounds = Vec::new();
+    for round in 0..bench.settings.paired_rounds {
+        let c = bench
+            .level(
+                CEILING,
+                &ceiling_target,
+                &[("ceiling", ceiling.pid())],
+                TARGET_CONNS,
+            )
+            .await;
+        let a = bench
+            .level(
+                HTTP_CREATE,
+                &all_target,
+                &[("all", all.pid())],
+                TARGET_CONNS,
+            )
+            .await;
+        let s = bench
+            .level(
+                SPLIT_CREATE,
+                &split_target,
+                &[("gw", gateway.pid()), ("grpc", service.pid())],
+                TARGET_CONNS,
+            )
+            .await;
+        let ratios = [
+            a.requests_per_sec / c.requests_per_sec,
+            s.requests_per_sec / c.requests_per_sec,
+            a.server_cpu_total_us / c.server_cpu_total_us,
+            s.server_cpu_us[0] / c.server_cpu_total_us,
+        ];
+        eprintln!(
+            "paired round {round}: ceiling {:.0}, all-in-one {:.0}, split {:.0} req/s",
+            c.requests_per_sec, a.requests_per_sec, s.requests_per_sec
+        );
+        rounds.push(ratios);
+    }
+    Paired { rounds }
+}
+
+/// The median, minimum and maximum of one column of the paired rounds.
+fn spread(paired: &Paired, column: usize) -> (f64, f64, f64) {
+    let mut values: Vec<f64> = paired.rounds.iter().map(|r| r[column]).collect();
+    values.sort_by(f64::total_cmp);
+    let median = values[values.len() / 2];
+    (median, values[0], values[values.len() - 1])
 }
 
 /// The scaling section's results at one size.
@@ -824,8 +930,7 @@ async fn scale(settings: &Settings, ticks_per_sec: u64, tmp: &Path, rows: usize)
     eprintln!("scaling: {rows} stored rows");
     let name = format!("scale-{rows}");
     let data = data_dir(tmp, &name);
-    let local = ["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"];
-    let args = all_in_one(&local, &data);
+    let args = all_in_one(&data);
 
     // The product creates and migrates its database; the rows go in while it is down.
     let setup = Server::product(tmp, &format!("{name}-setup"), &args);
@@ -846,6 +951,7 @@ async fn scale(settings: &Settings, ticks_per_sec: u64, tmp: &Path, rows: usize)
             measure: settings.measure.min(SCALE_MEASURE),
             levels: SCALE_LEVELS.to_vec(),
             scale_rows: rows,
+            paired_rounds: 0,
         },
         ticks_per_sec,
         rows: Vec::new(),
@@ -1013,8 +1119,8 @@ fn data_dir(tmp: &Path, name: &str) -> PathBuf {
     dir
 }
 
-fn all_in_one<'a>(local: &[&'a str], data: &'a Path) -> Vec<&'a str> {
-    let mut args = local.to_vec();
+fn all_in_one(data: &Path) -> Vec<&str> {
+    let mut args = LOCAL.to_vec();
     args.extend(["--data-dir", data.to_str().expect("utf-8 path")]);
     args
 }
@@ -1077,7 +1183,7 @@ fn date() -> String {
         .unwrap_or_default()
 }
 
-fn report(bench: &Bench, scaling: &[Scale]) -> String {
+fn report(bench: &Bench, paired: Option<&Paired>, scaling: &[Scale]) -> String {
     let s = &bench.settings;
     let levels: Vec<String> = s.levels.iter().map(ToString::to_string).collect();
     let mut out = String::new();
@@ -1149,6 +1255,42 @@ fn report(bench: &Bench, scaling: &[Scale]) -> String {
         cpu_ratio(HTTP_CREATE, CEILING, 64),
         p50_gap
     );
+    if let Some(paired) = paired {
+        let percent = |column| {
+            let (median, min, max) = spread(paired, column);
+            format!(
+                "**{:.1}%** ({:.1}–{:.1}%)",
+                100.0 * median,
+                100.0 * min,
+                100.0 * max
+            )
+        };
+        let times = |column| {
+            let (median, min, max) = spread(paired, column);
+            format!("**{median:.1}x** ({min:.1}–{max:.1}x)")
+        };
+        let _ = writeln!(
+            out,
+            "\n## The targets, from alternating rounds\n\n\
+             {} rounds on the same servers, each running the ceiling, the all-in-one HTTP create \
+             and the split-roles HTTP create one after the other at {TARGET_CONNS} connections \
+             ({} s warm-up and {} s measured each); the median of the rounds' ratios, then \
+             their range. A slow spell of the shared machine falls on all three scenarios of a \
+             round instead of on one scenario of the table above.\n\n\
+             | measure | median (min–max) | target |\n|---|---|---|\n\
+             | HTTP create all-in-one / ceiling, req/s | {} | ≥ 35% |\n\
+             | HTTP create split roles / ceiling, req/s | {} | ≥ 22% |\n\
+             | split roles: gateway process CPU per request / ceiling's | {} | ≤ 2x |\n\
+             | all-in-one process CPU per create / ceiling's (front, service and store) | {} | |",
+            paired.rounds.len(),
+            s.warmup.as_secs_f64(),
+            s.measure.as_secs_f64(),
+            percent(0),
+            percent(1),
+            times(3),
+            times(2),
+        );
+    }
     if !scaling.is_empty() {
         scaling_report(&mut out, scaling);
     }

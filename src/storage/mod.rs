@@ -1,6 +1,7 @@
 //! Where assignments are kept: the [`Store`] trait every backend implements, and its
 //! error. Backends live one per file (SQLite, PostgreSQL: both the one sqlx
-//! implementation, [`SqlStore`], opened their own way); [`open`] picks one by URL.
+//! implementation, [`SqlStore`], opened their own way; SQLite's inserts go through
+//! its group-commit writer); [`open`] picks one by URL.
 //! The fronts only ever see `Arc<dyn Store>` through the service.
 
 mod observed;
