@@ -1,22 +1,14 @@
 //! Group commit for SQLite: one thread with its own connection writes every insert,
-//! a group of them per transaction, and a second thread fsyncs the write-ahead log
-//! before any insert of a group is acknowledged.
+//! a group of them per transaction, and answers each insert once its transaction is
+//! committed and synced to disk (`synchronous = FULL`).
 //!
-//! Why threads and not the sqlx pool: a commit through sqlx is several round trips
+//! Why a thread and not the sqlx pool: a commit through sqlx is several round trips
 //! (BEGIN, the inserts, COMMIT) between a task and sqlx's worker thread, each one a
 //! wake-up that waits its turn for a core on a busy machine. Here a whole group is
-//! one wake-up of the writer thread.
-//!
-//! Durability: the writer's connection commits with `synchronous = NORMAL` (a commit
-//! returns once written to the WAL), and the sync thread then fsyncs the WAL before
-//! it acknowledges the group, so that the next group is written while the disk
-//! syncs the last one. Nothing is acknowledged before its fsync. Deletes, through
-//! the pool, keep `synchronous = FULL`.
+//! one wake-up of the writer thread, and the inserts that arrive while it syncs make
+//! up the next group, so concurrent creates share one fsync.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension as _, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
@@ -34,19 +26,12 @@ pub(super) struct InsertJob {
 /// The most inserts one transaction carries.
 const MAX_GROUP: usize = 256;
 
-/// How many committed groups may wait for the sync thread while it syncs: one, so
-/// that while a sync runs the next inserts gather into one group, not many small ones.
-const SYNC_QUEUE: usize = 1;
-
-/// The outcome of each insert of one committed group, waiting for its fsync.
-type Committed = Vec<(oneshot::Sender<Result<Inserted, StoreError>>, Inserted)>;
-
 /// Opens the writer's own connection to the (migrated) database at `path` and
-/// starts the writer and sync threads; inserts go to the queue returned. Both
-/// threads end when every sender of the queue is gone.
+/// starts the writer thread; inserts go to the queue returned. The thread ends when
+/// every sender of the queue is gone.
 ///
 /// # Errors
-/// When the database cannot be opened or a thread cannot be started.
+/// When the database cannot be opened or the thread cannot be started.
 pub(super) fn start(path: &Path) -> Result<mpsc::Sender<InsertJob>, StoreError> {
     let connection = Connection::open_with_flags(
         path,
@@ -56,38 +41,21 @@ pub(super) fn start(path: &Path) -> Result<mpsc::Sender<InsertJob>, StoreError> 
     connection
         .busy_timeout(Duration::from_secs(5))
         .map_err(classify)?;
-    // The sync thread makes each commit durable; see the module docs.
+    // FULL: every commit is fsynced before it returns, WAL mode included.
     connection
-        .pragma_update(None, "synchronous", "NORMAL")
+        .pragma_update(None, "synchronous", "FULL")
         .map_err(classify)?;
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    let wal = PathBuf::from(wal);
-
     let (queue, jobs) = mpsc::channel(MAX_GROUP * 4);
-    let (committed, groups) = mpsc::channel(SYNC_QUEUE);
-    let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
-        std::thread::Builder::new()
-            .name(name.into())
-            .spawn(run)
-            .map(drop)
-            .map_err(|e| StoreError::Internal(Box::new(e)))
-    };
-    spawn("wal-sync", Box::new(move || sync_groups(&wal, groups)))?;
-    spawn(
-        "sqlite-writer",
-        Box::new(move || write_groups(connection, jobs, &committed)),
-    )?;
+    std::thread::Builder::new()
+        .name("sqlite-writer".into())
+        .spawn(move || write_groups(connection, jobs))
+        .map_err(|e| StoreError::Internal(Box::new(e)))?;
     Ok(queue)
 }
 
 /// The writer thread: takes every insert queued (up to [`MAX_GROUP`]), writes them
-/// in one transaction and hands the outcomes to the sync thread.
-fn write_groups(
-    mut connection: Connection,
-    mut jobs: mpsc::Receiver<InsertJob>,
-    synced: &mpsc::Sender<Committed>,
-) {
+/// in one transaction and answers them once it is on disk.
+fn write_groups(mut connection: Connection, mut jobs: mpsc::Receiver<InsertJob>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = jobs.blocking_recv() {
         group.push(first);
@@ -105,10 +73,9 @@ fn write_groups(
         match write_group(&mut connection, &group) {
             Ok(outcomes) => {
                 tracing::trace!(inserts = outcomes.len(), "group committed");
-                let committed = group.drain(..).map(|job| job.done).zip(outcomes);
-                // The sync thread only goes away with a panic; the callers then see
-                // the store as unavailable.
-                let _ = synced.blocking_send(committed.collect());
+                for (job, inserted) in group.drain(..).zip(outcomes) {
+                    let _ = job.done.send(Ok(inserted));
+                }
             }
             Err(error) => {
                 // Nothing of the group was committed; each caller gets the error.
@@ -198,35 +165,6 @@ fn write_group(
     }
     transaction.commit().map_err(classify)?;
     Ok(outcomes)
-}
-
-/// The sync thread: takes every group committed since its last fsync, fsyncs the
-/// WAL once for all of them, then acknowledges their inserts. Runs until the writer
-/// is gone.
-fn sync_groups(wal: &Path, mut groups: mpsc::Receiver<Committed>) {
-    let mut waiting = Vec::with_capacity(SYNC_QUEUE + 1);
-    while let Some(group) = groups.blocking_recv() {
-        waiting.push(group);
-        while let Ok(group) = groups.try_recv() {
-            waiting.push(group);
-        }
-        // Opened each time: the writer's open connection keeps the file in place,
-        // and no handle here can go stale.
-        let synced = std::fs::File::open(wal).and_then(|f| f.sync_data());
-        if let Err(error) = &synced {
-            tracing::error!(%error, file = %wal.display(), "fsync of committed inserts failed");
-        }
-        for (done, inserted) in waiting.drain(..).flatten() {
-            let outcome = match &synced {
-                Ok(()) => Ok(inserted),
-                Err(_) => Err(StoreError::Unavailable(
-                    "the commit of this insert could not be synced to disk (logged where it happened)"
-                        .into(),
-                )),
-            };
-            let _ = done.send(outcome);
-        }
-    }
 }
 
 /// SQLITE_BUSY and SQLITE_LOCKED may pass on a retry; anything else will not.
