@@ -63,9 +63,6 @@ impl SqlStore<Postgres> {
 }
 
 impl Dialect for Postgres {
-    const INSERT_KEEPING_EXISTING: (&'static str, &'static str) =
-        ("INSERT", "ON CONFLICT (id) DO NOTHING");
-
     fn placeholder(n: usize) -> String {
         format!("${n}")
     }

@@ -15,6 +15,23 @@ pub const EXPIRED_SORT: &str = "COALESCE(expired_ticks, -9223372036854775808)";
 pub const COLUMNS: &str = "id, catalog_id, access_package_id, assignment_policy_id, target_id, \
      assignment_status, assignment_state, is_extended, expired_ticks, expired_offset_minutes";
 
+/// Inserts one row (the [`COLUMNS`], in order) unless a row with its id is stored.
+pub fn insert_keeping_existing(placeholder: fn(usize) -> String) -> String {
+    let values: Vec<String> = (1..=10).map(placeholder).collect();
+    format!(
+        "INSERT INTO assignments ({COLUMNS}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
+        values.join(", ")
+    )
+}
+
+/// Reads the [`COLUMNS`] of the row with an id.
+pub fn select_by_id(placeholder: fn(usize) -> String) -> String {
+    format!(
+        "SELECT {COLUMNS} FROM assignments WHERE id = {}",
+        placeholder(1)
+    )
+}
+
 /// A value bound to a placeholder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bind {

@@ -55,18 +55,14 @@ impl SqlStore<Sqlite> {
         let migrated = MIGRATOR.run(&pool).await.map_err(Sqlite::migrate_failed);
         drop(lock);
         migrated?;
-        // SQLite has one writer at a time and syncs on every commit: sharing commits
+        // SQLite has one writer at a time and syncs on every commit: inserts go
+        // through the group-commit writer (its own connection), as sharing commits
         // is what lets durable creates scale with concurrency.
-        // Inserts go through the group-commit writer, on its own connection.
         Ok(Self::new(pool).with_writer(sqlite_writer::start(path)?))
     }
 }
 
 impl Dialect for Sqlite {
-    /// `OR IGNORE`, as the group-commit writer's insert: only the id can conflict,
-    /// since the service validates every other constraint first.
-    const INSERT_KEEPING_EXISTING: (&'static str, &'static str) = ("INSERT OR IGNORE", "");
-
     fn placeholder(_: usize) -> String {
         "?".to_owned()
     }

@@ -13,7 +13,12 @@ use std::{path::Path, time::Duration};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension as _, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Inserted, StoreError, sql::COLUMNS, sqlx_store::Row};
+use sqlx::Sqlite;
+
+use super::{
+    Inserted, StoreError, sql,
+    sqlx_store::{Dialect as _, Row},
+};
 use crate::domain::{Assignment, DateTimeOffset};
 
 /// One insert waiting for the writer.
@@ -21,6 +26,12 @@ use crate::domain::{Assignment, DateTimeOffset};
 pub(super) struct InsertJob {
     pub assignment: Assignment,
     pub done: oneshot::Sender<Result<Inserted, StoreError>>,
+}
+
+/// The writer's statements, in SQLite's placeholder syntax.
+struct Statements {
+    insert: String,
+    select_by_id: String,
 }
 
 /// The most inserts one transaction carries.
@@ -45,17 +56,25 @@ pub(super) fn start(path: &Path) -> Result<mpsc::Sender<InsertJob>, StoreError> 
     connection
         .pragma_update(None, "synchronous", "FULL")
         .map_err(classify)?;
+    let statements = Statements {
+        insert: sql::insert_keeping_existing(Sqlite::placeholder),
+        select_by_id: sql::select_by_id(Sqlite::placeholder),
+    };
     let (queue, jobs) = mpsc::channel(MAX_GROUP * 4);
     std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || write_groups(connection, jobs))
+        .spawn(move || write_groups(connection, &statements, jobs))
         .map_err(|e| StoreError::Internal(Box::new(e)))?;
     Ok(queue)
 }
 
 /// The writer thread: takes every insert queued (up to [`MAX_GROUP`]), writes them
 /// in one transaction and answers them once it is on disk.
-fn write_groups(mut connection: Connection, mut jobs: mpsc::Receiver<InsertJob>) {
+fn write_groups(
+    mut connection: Connection,
+    statements: &Statements,
+    mut jobs: mpsc::Receiver<InsertJob>,
+) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = jobs.blocking_recv() {
         group.push(first);
@@ -70,7 +89,7 @@ fn write_groups(mut connection: Connection, mut jobs: mpsc::Receiver<InsertJob>)
         if group.is_empty() {
             continue;
         }
-        match write_group(&mut connection, &group) {
+        match write_group(&mut connection, statements, &group) {
             Ok(outcomes) => {
                 tracing::trace!(inserts = outcomes.len(), "group committed");
                 for (job, inserted) in group.drain(..).zip(outcomes) {
@@ -99,6 +118,7 @@ fn write_groups(mut connection: Connection, mut jobs: mpsc::Receiver<InsertJob>)
 /// again later in the group, reads back the row that is there.
 fn write_group(
     connection: &mut Connection,
+    statements: &Statements,
     group: &[InsertJob],
 ) -> Result<Vec<Inserted>, StoreError> {
     let transaction = connection
@@ -106,16 +126,13 @@ fn write_group(
         .map_err(classify)?;
     let mut outcomes = Vec::with_capacity(group.len());
     {
-        // One row per statement: a single-row insert that cannot abort half-way
-        // needs no statement journal. `OR IGNORE` leaves a row with the same id.
+        // One row per statement: a single-row insert needs no statement journal,
+        // which a multi-row one fills with a copy of every page it changes.
         let mut insert = transaction
-            .prepare_cached(&format!(
-                "INSERT OR IGNORE INTO assignments ({COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-            ))
+            .prepare_cached(&statements.insert)
             .map_err(classify)?;
         let mut select = transaction
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM assignments WHERE id = ?1"))
+            .prepare_cached(&statements.select_by_id)
             .map_err(classify)?;
         for job in group {
             let a = &job.assignment;
@@ -139,7 +156,7 @@ fn write_group(
                 outcomes.push(Inserted::Created);
                 continue;
             }
-            // Skipped: only a row with this id can have been in the way.
+            // Nothing inserted: a row with this id is stored (any other conflict fails).
             let row = select
                 .query_row([&id], |r| {
                     Ok(Row {

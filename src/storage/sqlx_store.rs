@@ -12,11 +12,10 @@ use sqlx::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::sqlite_writer::InsertJob;
-
 use super::{
     Inserted, ListPage, ListQuery, Store, StoreError,
-    sql::{Bind, COLUMNS, Where, order_by},
+    sql::{self, Bind, COLUMNS, Where, order_by},
+    sqlite_writer::InsertJob,
 };
 use crate::domain::{Assignment, AssignmentId, DateTimeOffset};
 
@@ -24,10 +23,6 @@ use crate::domain::{Assignment, AssignmentId, DateTimeOffset};
 pub trait Dialect: Database {
     /// The n-th (1-based) placeholder: `?` or `$n`.
     fn placeholder(n: usize) -> String;
-
-    /// What goes before `INTO` and after `VALUES (...)` in an insert that leaves a
-    /// row with the same id as it is.
-    const INSERT_KEEPING_EXISTING: (&'static str, &'static str);
 
     /// Whether an error the database reported may go away on a retry (it is busy,
     /// shutting down, or a transaction lost a conflict).
@@ -81,18 +76,12 @@ struct Statements {
 
 impl Statements {
     fn new<DB: Dialect>() -> Self {
-        let values: Vec<String> = (1..=10).map(DB::placeholder).collect();
         Self {
             insert: format!(
-                "{} INTO assignments ({COLUMNS}) VALUES ({}) {} RETURNING id",
-                DB::INSERT_KEEPING_EXISTING.0,
-                values.join(", "),
-                DB::INSERT_KEEPING_EXISTING.1,
+                "{} RETURNING id",
+                sql::insert_keeping_existing(DB::placeholder)
             ),
-            select_by_id: format!(
-                "SELECT {COLUMNS} FROM assignments WHERE id = {}",
-                DB::placeholder(1)
-            ),
+            select_by_id: sql::select_by_id(DB::placeholder),
             delete_by_id: format!("DELETE FROM assignments WHERE id = {}", DB::placeholder(1)),
         }
     }
