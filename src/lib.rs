@@ -190,6 +190,7 @@ pub async fn run(
             config.request_timeout(),
             metrics.clone(),
             config.cors_origins.clone(),
+            config.otlp_endpoint.is_some(),
         ));
         let serving = http::serve::serve(
             listener,
@@ -354,7 +355,10 @@ fn grpc_server(
     let layers = tower::ServiceBuilder::new()
         .layer(http::cors(&config.cors_origins))
         .layer(tonic_web::GrpcWebLayer::new())
-        .layer(observe::ObserveGrpcLayer::new(metrics.clone()))
+        .layer(observe::ObserveGrpcLayer::new(
+            metrics.clone(),
+            config.otlp_endpoint.is_some(),
+        ))
         .into_inner();
     Server::builder()
         // gRPC-Web arrives over HTTP/1.1.
@@ -374,10 +378,7 @@ fn in_process_upstream(routes: Routes, metrics: &Arc<Metrics>, traced: bool) -> 
     let service = tower::ServiceBuilder::new()
         .map_err(|never: std::convert::Infallible| match never {})
         .map_response(|response: axum::http::Response<_>| response.map(tonic::body::Body::new))
-        .layer(observe::ObserveGrpcLayer::in_process(
-            metrics.clone(),
-            traced,
-        ))
+        .layer(observe::ObserveGrpcLayer::new(metrics.clone(), traced))
         .service(routes);
     upstream::Upstream::new(service)
 }

@@ -65,13 +65,14 @@ pub fn http_request(metrics: &Metrics, access: &HttpAccess<'_>) {
     tracing::event!(
         target: "access",
         tracing::Level::INFO,
-        http.method = access.method,
-        http.route = access.route,
+        // Strings as Display: Debug would quote and escape each one.
+        http.method = %access.method,
+        http.route = %access.route,
         http.status = access.status,
         duration_ms = access.took.as_secs_f64() * 1000.0,
-        request.id = access.request_id,
-        client_request.id = access.client_request_id,
-        grpc.code = access.grpc_code.map(code_name),
+        request.id = %access.request_id,
+        client_request.id = access.client_request_id.map(tracing::field::display),
+        grpc.code = access.grpc_code.map(code_name).map(tracing::field::display),
         trace.id = access.trace_id.map(tracing::field::display),
         "request"
     );
@@ -103,26 +104,13 @@ fn method_of(path: &str) -> &'static str {
 #[derive(Debug, Clone)]
 pub struct ObserveGrpcLayer {
     metrics: Arc<Metrics>,
-    span_in_process: bool,
+    traced: bool,
 }
 
 impl ObserveGrpcLayer {
-    /// For the network server: every call gets its span.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self {
-            metrics,
-            span_in_process: true,
-        }
-    }
-
-    /// For the HTTP front's in-process calls, which run inside the HTTP request's
-    /// span: they get a span of their own only when `traced` (traces are exported,
-    /// where the call shows as a child of the request); log lines need none.
-    pub fn in_process(metrics: Arc<Metrics>, traced: bool) -> Self {
-        Self {
-            metrics,
-            span_in_process: traced,
-        }
+    /// `traced`: whether spans are exported as traces.
+    pub fn new(metrics: Arc<Metrics>, traced: bool) -> Self {
+        Self { metrics, traced }
     }
 }
 
@@ -133,21 +121,23 @@ impl<S> tower::Layer<S> for ObserveGrpcLayer {
         ObserveGrpc {
             inner,
             metrics: self.metrics.clone(),
-            span_in_process: self.span_in_process,
+            traced: self.traced,
         }
     }
 }
 
-/// Gives each gRPC call its span (with the caller's trace context), counts and
-/// times it by method and code, and writes the access-log line of calls from the
-/// network (the HTTP front's in-process calls are already
-/// on its own line).
+/// Gives each gRPC call from the network its span (with the caller's trace
+/// context) and access-log line, and counts and times every call by method and
+/// code. The HTTP front's in-process calls run inside the HTTP request's span and
+/// are on its access line: they get a span of their own only when spans are
+/// exported, where the call shows as a child of the request.
 #[derive(Debug, Clone)]
 pub struct ObserveGrpc<S> {
     inner: S,
     metrics: Arc<Metrics>,
-    /// Whether calls from inside the process get a span of their own.
-    span_in_process: bool,
+    /// Whether spans are exported as traces: only then do spans carry more than
+    /// the request id (a span formats its fields for log lines when it is made).
+    traced: bool,
 }
 
 impl<S, B, RB> tower::Service<http::Request<B>> for ObserveGrpc<S>
@@ -176,17 +166,21 @@ where
         };
         let from_network = request.extensions().get::<TcpConnectInfo>().is_some();
         let metrics = self.metrics.clone();
-        let (call, line) = if from_network || self.span_in_process {
+        let (call, line) = if from_network || self.traced {
             let (request_id, client_request_id) =
                 (header("request-id"), header("client-request-id"));
-            // The call's span: every log line of the call carries its ids.
+            // The call's span: every log line of the call carries its request id.
             let span = tracing::info_span!(
                 "grpc",
-                rpc.method = request.uri().path(),
-                request.id = request_id,
-                client_request.id = client_request_id,
+                request.id = request_id.as_deref().map(tracing::field::display),
+                rpc.method = tracing::field::Empty,
+                client_request.id = tracing::field::Empty,
                 trace.id = tracing::field::Empty,
             );
+            if self.traced {
+                span.record("rpc.method", request.uri().path());
+                span.record("client_request.id", client_request_id.as_deref());
+            }
             let trace_id = telemetry::adopt(&span, &telemetry::extract(request.headers()));
             // Only calls from the network get a line of their own.
             let line = from_network.then_some((request_id, client_request_id, trace_id));
@@ -217,11 +211,11 @@ where
                 tracing::event!(
                     target: "access",
                     tracing::Level::INFO,
-                    rpc.method = method,
-                    grpc.code = code_name(code),
+                    rpc.method = %method,
+                    grpc.code = %code_name(code),
                     duration_ms = took.as_secs_f64() * 1000.0,
-                    request.id = request_id,
-                    client_request.id = client_request_id,
+                    request.id = request_id.map(tracing::field::display),
+                    client_request.id = client_request_id.map(tracing::field::display),
                     trace.id = trace_id.map(tracing::field::display),
                     "call"
                 );

@@ -56,8 +56,12 @@ pub fn init(
         filter = filter.add_directive(format!("{ACCESS_LOG}=off").parse()?);
     }
     // Lines are queued to a writer thread; if it falls far behind, lines are dropped
-    // rather than requests held up.
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    // rather than requests held up. The thread writes what it has found queued
+    // in one go (it flushes when the queue is empty), not a write per line.
+    let (writer, guard) = tracing_appender::non_blocking(std::io::BufWriter::with_capacity(
+        64 * 1024,
+        std::io::stdout(),
+    ));
     let lines = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(writer)

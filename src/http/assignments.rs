@@ -309,7 +309,8 @@ fn upstream_metadata(
     if let Some(value) = ascii(&context.request_id) {
         metadata.insert("request-id", value);
     }
-    if let Some(value) = ascii(context.client_request_id()) {
+    // Only the caller's own: without one, the request id already names the call.
+    if let Some(value) = context.client_request_id.as_deref().and_then(ascii) {
         metadata.insert("client-request-id", value);
     }
     crate::telemetry::inject(&context.trace, &mut metadata);

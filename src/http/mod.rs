@@ -56,6 +56,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("client-request-id");
 const ODATA_VERSION: HeaderName = HeaderName::from_static("odata-version");
+const GRPC_TIMEOUT: &str = "grpc-timeout";
 /// The longest `client-request-id` echoed back; a longer one is replaced.
 const MAX_CLIENT_REQUEST_ID: usize = 128;
 /// The most bytes of request headers (names and values) accepted.
@@ -65,12 +66,17 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     upstreams: Upstreams,
-    /// The deadline of each request, sent upstream as `grpc-timeout`.
+    /// The deadline of each request.
     request_timeout: Duration,
+    /// The same deadline as the upstream call's `grpc-timeout`, written once.
+    grpc_timeout: Option<tonic::metadata::AsciiMetadataValue>,
     metrics: Arc<Metrics>,
     /// Origins allowed to call from a browser (CORS); none when empty. (Every
     /// request clones the state: everything in it is cheap to clone.)
     cors_origins: Arc<[String]>,
+    /// Whether spans are exported as traces: only then does the request's span
+    /// carry the method and route (log lines have them on the access line).
+    traced: bool,
 }
 
 impl AppState {
@@ -79,12 +85,17 @@ impl AppState {
         request_timeout: Duration,
         metrics: Arc<Metrics>,
         cors_origins: Vec<String>,
+        traced: bool,
     ) -> Self {
+        let mut timed = tonic::Request::new(());
+        timed.set_timeout(request_timeout);
         Self {
             upstreams,
             request_timeout,
+            grpc_timeout: timed.metadata().get(GRPC_TIMEOUT).cloned(),
             metrics,
             cors_origins: cors_origins.into(),
+            traced,
         }
     }
 
@@ -110,7 +121,9 @@ impl AppState {
                 tonic::Extensions::default(),
                 message.clone(),
             );
-            request.set_timeout(self.request_timeout);
+            if let Some(timeout) = &self.grpc_timeout {
+                request.metadata_mut().insert(GRPC_TIMEOUT, timeout.clone());
+            }
             let call = rpc(EntitlementManagementClient::new(channel), request);
             async move {
                 let started = Instant::now();
@@ -320,14 +333,24 @@ async fn request_context(
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    // A log line inside the request names it by its id; the access line has the
+    // rest. A span formats its fields for log lines when it is made, so the others
+    // are recorded only for exported traces, where they are the span's attributes.
     let span = tracing::info_span!(
         "http",
-        http.method = %method,
-        http.route = route,
-        request.id = context.request_id,
-        client_request.id = context.client_request_id,
+        request.id = %context.request_id,
+        http.method = tracing::field::Empty,
+        http.route = tracing::field::Empty,
+        client_request.id = tracing::field::Empty,
         trace.id = tracing::field::Empty,
     );
+    if state.traced {
+        span.record("http.method", method.as_str());
+        span.record("http.route", route.as_str());
+        if let Some(id) = &context.client_request_id {
+            span.record("client_request.id", id.as_str());
+        }
+    }
     let trace_id = telemetry::adopt(&span, &context.trace);
 
     let header_bytes: usize = request
