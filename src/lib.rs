@@ -20,7 +20,7 @@
 //! - [`observe`], [`metrics`], [`admin`]: access logs and metrics of both servers,
 //!   and the admin listener that serves them with health and readiness.
 //! - [`proto`]: the generated code. [`shutdown`], [`telemetry`]: signals, logs and
-//!   trace context.
+//!   trace context; [`log_writer`]: the thread that writes the log lines out.
 //!
 //! [`run`] takes already-bound listeners and a shutdown future, so callers (and
 //! tests) choose the ports and know them before anything is served.
@@ -31,6 +31,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod http;
+pub mod log_writer;
 pub mod metrics;
 pub mod observe;
 pub mod paging;

@@ -13,7 +13,6 @@ use opentelemetry::{
 };
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::{
     EnvFilter, Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _,
@@ -26,7 +25,7 @@ pub const ACCESS_LOG: &str = "access";
 
 /// Keeps logging and trace export running; dropping it flushes both.
 pub struct Telemetry {
-    _writer: WorkerGuard,
+    _writer: crate::log_writer::LogWriterGuard,
     tracer: Option<SdkTracerProvider>,
 }
 
@@ -55,13 +54,10 @@ pub fn init(
     if access_log == Switch::Off {
         filter = filter.add_directive(format!("{ACCESS_LOG}=off").parse()?);
     }
-    // Lines are queued to a writer thread; if it falls far behind, lines are dropped
-    // rather than requests held up. The thread writes what it has found queued
-    // in one go (it flushes when the queue is empty), not a write per line.
-    let (writer, guard) = tracing_appender::non_blocking(std::io::BufWriter::with_capacity(
-        64 * 1024,
-        std::io::stdout(),
-    ));
+    // Lines are buffered for a writer thread; if it falls far behind, lines are
+    // dropped rather than requests held up.
+    let (writer, guard) =
+        crate::log_writer::start(std::io::stdout()).context("cannot start the log writer")?;
     let lines = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(writer)
