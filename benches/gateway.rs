@@ -17,12 +17,13 @@
 //!
 //! Then how cost grows with data ("Scaling with stored rows", a second table): for
 //! 10 thousand and for `BENCH_SCALE_ROWS` (default 1 million) stored assignments, a
-//! fresh all-in-one server whose SQLite database holds that many rows, and through
-//! its HTTP face: the create (POST of the seed body), GET by id of a random stored
+//! fresh all-in-one server whose SQLite database holds that many rows (the two run
+//! side by side), and through its HTTP face: GET by id of a random stored
 //! assignment, the first page of a list filtered on one access package (`$top=50`),
-//! and a page of the same list deep inside it (the `@odata.nextLink` reached by
-//! walking half the package's rows), each at 1 and 16 connections for a short fixed
-//! time. The rows are seeded in bulk, not through the API: the binary is started once
+//! a page of the same list deep inside it (the `@odata.nextLink` reached by walking
+//! half the package's rows), and then the create (POST of the seed body), each at 1
+//! and 16 connections for a short fixed time, in [`SCALE_ROUNDS`] rounds that take
+//! the two sizes in turn. The rows are seeded in bulk, not through the API: the binary is started once
 //! on the empty data dir to create and migrate the database and stopped (SIGTERM),
 //! then this benchmark writes the rows into the database file directly (sorted by id,
 //! multi-row INSERTs in large transactions, no journal or sync: setup, not
@@ -31,7 +32,7 @@
 //! package holds 1/[`SCALE_PACKAGES`] of them and the deep page lies further from
 //! the start as the store grows. Flat latency from the small size to the big one is
 //! what an index per filterable property and keyset paging promise; the ratios of
-//! the p50s are printed under the table.
+//! the p50s, round by round (median and range), are printed under the table.
 //!
 //! Settings (environment): `BENCH_WARMUP_SECS` (default 1), `BENCH_SECS` (default 3),
 //! `BENCH_CONCURRENCY` (comma-separated levels, default `1,16,64,256`),
@@ -84,6 +85,8 @@ const SCALE_WARMUP: Duration = Duration::from_millis(500);
 const SCALE_MEASURE: Duration = Duration::from_secs(2);
 /// Stored ids the scaling GETs pick from, at most.
 const SCALE_GET_IDS: usize = 100_000;
+/// Rounds of the scaling section at each operation and level (see [`scaling`]).
+const SCALE_ROUNDS: usize = 4;
 /// Rows per INSERT statement (10 binds each, under SQLite's 32766) and per
 /// transaction, when seeding the scaling databases.
 const BULK_STATEMENT_ROWS: usize = 500;
@@ -747,16 +750,15 @@ async fn run(settings: Settings) {
     };
 
     // How cost grows with stored rows.
-    let mut scaling = Vec::new();
-    if bench.settings.scale_rows > 0 {
+    let scaling = if bench.settings.scale_rows > 0 {
         let mut sizes = vec![SCALE_SMALL_ROWS, bench.settings.scale_rows];
         sizes.dedup();
-        for rows in sizes {
-            scaling.push(scale(&bench.settings, bench.ticks_per_sec, tmp.path(), rows).await);
-        }
-    }
+        Some(scaling(&bench.settings, bench.ticks_per_sec, tmp.path(), &sizes).await)
+    } else {
+        None
+    };
 
-    let report = report(&bench, paired.as_ref(), &scaling);
+    let report = report(&bench, paired.as_ref(), scaling.as_ref());
     println!("{report}");
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
     fs::write(&path, &report).expect("write BENCHMARKS.md");
@@ -911,22 +913,45 @@ struct Scale {
     rows: usize,
     seed_time: Duration,
     database_mib: f64,
-    warmup: Duration,
-    measure: Duration,
     /// The rows of the package before the deep page.
     deep_offset: usize,
+    /// Per operation and level, the round with the median p50.
     results: Vec<Row>,
+}
+
+/// The scaling section: each size's results, and the p50 ratios of the big size
+/// to the small one, round by round.
+struct Scaling {
+    sizes: Vec<Scale>,
+    warmup: Duration,
+    measure: Duration,
+    /// (operation, connections, median, lowest, highest) of the rounds' ratios.
+    ratios: Vec<(&'static str, usize, f64, f64, f64)>,
 }
 
 const SCALE_CREATE: &str = "create (POST)";
 const SCALE_GET: &str = "get by id";
 const SCALE_FIRST_PAGE: &str = "list, filter, $top=50: first page";
 const SCALE_DEEP_PAGE: &str = "list, filter, $top=50: deep page";
-const SCALE_OPERATIONS: [&str; 4] = [SCALE_CREATE, SCALE_GET, SCALE_FIRST_PAGE, SCALE_DEEP_PAGE];
+/// In the order they run: the reads first, so that they see exactly the seeded
+/// rows; the creates add rows.
+const SCALE_OPERATIONS: [&str; 4] = [SCALE_GET, SCALE_FIRST_PAGE, SCALE_DEEP_PAGE, SCALE_CREATE];
 
-/// Measures the scaling operations on a fresh all-in-one server whose database holds
-/// `rows` assignments, seeded in bulk.
-async fn scale(settings: &Settings, ticks_per_sec: u64, tmp: &Path, rows: usize) -> Scale {
+/// One size of the scaling section: its running server and what to send it.
+struct ScaleServer {
+    rows: usize,
+    seed_time: Duration,
+    database_mib: f64,
+    deep_offset: usize,
+    data: PathBuf,
+    server: Server,
+    /// The targets of [`SCALE_OPERATIONS`], in that order.
+    targets: Vec<Arc<Target>>,
+}
+
+/// Starts an all-in-one server whose database holds `rows` assignments, seeded in
+/// bulk while it was stopped.
+async fn scale_server(tmp: &Path, rows: usize) -> ScaleServer {
     eprintln!("scaling: {rows} stored rows");
     let name = format!("scale-{rows}");
     let data = data_dir(tmp, &name);
@@ -944,18 +969,6 @@ async fn scale(settings: &Settings, ticks_per_sec: u64, tmp: &Path, rows: usize)
     eprintln!("scaling: seeded {rows} rows in {seed_time:.1?} ({database_mib:.0} MiB)");
 
     let server = Server::product(tmp, &name, &args);
-    let servers = [("all", server.pid())];
-    let mut bench = Bench {
-        settings: Settings {
-            warmup: settings.warmup.min(SCALE_WARMUP),
-            measure: settings.measure.min(SCALE_MEASURE),
-            levels: SCALE_LEVELS.to_vec(),
-            scale_rows: rows,
-            paired_rounds: 0,
-        },
-        ticks_per_sec,
-        rows: Vec::new(),
-    };
     let base = format!("{}{COLLECTION}", server.http_url());
     let first_page = format!(
         "{base}?$filter=accessPackageId%20eq%20%27{}%27&$top={SCALE_PAGE}",
@@ -964,42 +977,125 @@ async fn scale(settings: &Settings, ticks_per_sec: u64, tmp: &Path, rows: usize)
     // Half way through the package's rows: further from the start the more rows.
     let deep_pages = rows / SCALE_PACKAGES / 2 / SCALE_PAGE;
     let deep_page = follow_next_links(&first_page, &token, deep_pages).await;
-
-    let target = Target::HttpCreate {
-        url: base.clone(),
-        token: token.clone(),
-        h2: false,
-    };
-    bench.scenario(SCALE_CREATE, target, &servers).await;
     let step = (ids.len() / SCALE_GET_IDS).max(1);
-    let target = Target::HttpGet {
-        base,
-        ids: ids.iter().step_by(step).map(ToString::to_string).collect(),
-        token: token.clone(),
-    };
-    bench.scenario(SCALE_GET, target, &servers).await;
-    let target = Target::HttpList {
-        url: first_page,
-        token: token.clone(),
-    };
-    bench.scenario(SCALE_FIRST_PAGE, target, &servers).await;
-    let target = Target::HttpList {
-        url: deep_page,
-        token,
-    };
-    bench.scenario(SCALE_DEEP_PAGE, target, &servers).await;
-
-    drop(server);
-    // The big database is not needed any more: give its disk space back now.
-    let _ = fs::remove_dir_all(&data);
-    Scale {
+    let targets = vec![
+        Target::HttpGet {
+            base: base.clone(),
+            ids: ids.iter().step_by(step).map(ToString::to_string).collect(),
+            token: token.clone(),
+        },
+        Target::HttpList {
+            url: first_page,
+            token: token.clone(),
+        },
+        Target::HttpList {
+            url: deep_page,
+            token: token.clone(),
+        },
+        Target::HttpCreate {
+            url: base,
+            token,
+            h2: false,
+        },
+    ];
+    ScaleServer {
         rows,
         seed_time,
         database_mib,
+        deep_offset: deep_pages * SCALE_PAGE,
+        data,
+        server,
+        targets: targets.into_iter().map(Arc::new).collect(),
+    }
+}
+
+/// Measures the scaling operations with one server per size, running side by side:
+/// at each level, [`SCALE_ROUNDS`] rounds each run the operation on every size in
+/// turn (the order flipping each round), so a slow spell of this shared machine
+/// falls on both sizes alike. Each
+/// size keeps its median round; the ratio of big to small is taken round by round.
+async fn scaling(settings: &Settings, ticks_per_sec: u64, tmp: &Path, sizes: &[usize]) -> Scaling {
+    let mut servers = Vec::new();
+    for &rows in sizes {
+        servers.push(scale_server(tmp, rows).await);
+    }
+    let bench = Bench {
+        settings: Settings {
+            warmup: settings.warmup.min(SCALE_WARMUP),
+            measure: settings.measure.min(SCALE_MEASURE),
+            levels: SCALE_LEVELS.to_vec(),
+            scale_rows: settings.scale_rows,
+            paired_rounds: 0,
+        },
+        ticks_per_sec,
+        rows: Vec::new(),
+    };
+    let mut results: Vec<Vec<Row>> = servers.iter().map(|_| Vec::new()).collect();
+    let mut ratios = Vec::new();
+    for (index, operation) in SCALE_OPERATIONS.into_iter().enumerate() {
+        for concurrency in SCALE_LEVELS {
+            let mut rounds: Vec<Vec<Row>> = servers.iter().map(|_| Vec::new()).collect();
+            for round in 0..SCALE_ROUNDS {
+                // Every other round goes the other way, so neither size always runs
+                // right after the other.
+                let mut order: Vec<usize> = (0..servers.len()).collect();
+                if round % 2 == 1 {
+                    order.reverse();
+                }
+                for size in order {
+                    let server = &servers[size];
+                    let pid = [("all", server.server.pid())];
+                    let row = bench
+                        .level(operation, &server.targets[index], &pid, concurrency)
+                        .await;
+                    eprintln!(
+                        "{operation} at {} rows c={concurrency}: {:.0} req/s, p50 {:.0} us, errors {}",
+                        server.rows, row.requests_per_sec, row.p50_us, row.errors
+                    );
+                    rounds[size].push(row);
+                }
+            }
+            if let [small, .., big] = rounds.as_slice() {
+                let mut round_ratios: Vec<f64> = small
+                    .iter()
+                    .zip(big)
+                    .filter(|(a, _)| a.p50_us > 0.0)
+                    .map(|(a, b)| b.p50_us / a.p50_us)
+                    .collect();
+                round_ratios.sort_by(f64::total_cmp);
+                if let (Some(&low), Some(&high)) = (round_ratios.first(), round_ratios.last()) {
+                    let median = round_ratios[round_ratios.len() / 2];
+                    ratios.push((operation, concurrency, median, low, high));
+                }
+            }
+            for (size, mut rows) in rounds.into_iter().enumerate() {
+                rows.sort_by(|a, b| a.p50_us.total_cmp(&b.p50_us));
+                let middle = rows.len() / 2;
+                results[size].push(rows.swap_remove(middle));
+            }
+        }
+    }
+    let sizes = servers
+        .into_iter()
+        .zip(results)
+        .map(|(server, results)| {
+            drop(server.server);
+            // The big database is not needed any more: give its disk space back now.
+            let _ = fs::remove_dir_all(&server.data);
+            Scale {
+                rows: server.rows,
+                seed_time: server.seed_time,
+                database_mib: server.database_mib,
+                deep_offset: server.deep_offset,
+                results,
+            }
+        })
+        .collect();
+    Scaling {
+        sizes,
         warmup: bench.settings.warmup,
         measure: bench.settings.measure,
-        deep_offset: deep_pages * SCALE_PAGE,
-        results: bench.rows,
+        ratios,
     }
 }
 
@@ -1012,8 +1108,9 @@ fn package_id(index: usize) -> String {
 /// `path`, spread evenly over [`SCALE_PACKAGES`] packages; returns their ids, sorted.
 ///
 /// The ids are random (v4) but inserted in key order, so every B-tree grows at its
-/// end or at a few points; no journal and no sync, since a failed seed is simply run
-/// again. The database is left in WAL mode, as the server keeps it.
+/// end or at a few points; no journal and no sync while inserting, since a failed
+/// seed is simply run again, and one sync of the file at the end. The database is
+/// left in WAL mode, as the server keeps it.
 async fn bulk_seed(path: &Path, rows: usize) -> Vec<uuid::Uuid> {
     use sqlx::{
         Connection as _,
@@ -1086,6 +1183,11 @@ async fn bulk_seed(path: &Path, rows: usize) -> Vec<uuid::Uuid> {
         .await
         .expect("back to WAL mode");
     connection.close().await.expect("close the seeded database");
+    // Written without sync, the seed would still be going to disk while the server
+    // is measured: the first checkpoint's fsync would flush hundreds of MiB.
+    fs::File::open(path)
+        .and_then(|file| file.sync_all())
+        .expect("sync the seeded database");
     ids
 }
 
@@ -1183,7 +1285,7 @@ fn date() -> String {
         .unwrap_or_default()
 }
 
-fn report(bench: &Bench, paired: Option<&Paired>, scaling: &[Scale]) -> String {
+fn report(bench: &Bench, paired: Option<&Paired>, scaling: Option<&Scaling>) -> String {
     let s = &bench.settings;
     let levels: Vec<String> = s.levels.iter().map(ToString::to_string).collect();
     let mut out = String::new();
@@ -1291,7 +1393,7 @@ fn report(bench: &Bench, paired: Option<&Paired>, scaling: &[Scale]) -> String {
             times(2),
         );
     }
-    if !scaling.is_empty() {
+    if let Some(scaling) = scaling {
         scaling_report(&mut out, scaling);
     }
     out
@@ -1310,17 +1412,20 @@ impl Scale {
 }
 
 /// The "Scaling with stored rows" section of the report.
-fn scaling_report(out: &mut String, scaling: &[Scale]) {
+fn scaling_report(out: &mut String, scaling: &Scaling) {
     let _ = writeln!(out, "\n## Scaling with stored rows\n");
-    let warmup = scaling[0].warmup.as_secs_f64();
-    let measure = scaling[0].measure.as_secs_f64();
+    let warmup = scaling.warmup.as_secs_f64();
+    let measure = scaling.measure.as_secs_f64();
     let _ = writeln!(
         out,
-        "A fresh all-in-one server (durable SQLite) per size, its database seeded in bulk \
-         while it was stopped; the assignments are spread evenly over {SCALE_PACKAGES} access \
-         packages, and the lists filter on one of them (`$filter=accessPackageId eq '{}'&$top={SCALE_PAGE}`). \
-         The deep page is the one the `@odata.nextLink` chain reaches after half the package's \
-         rows. Each operation at each level: {warmup} s warm-up, {measure} s measured.\n",
+        "One all-in-one server (durable SQLite) per size, running side by side, each database \
+         seeded in bulk while its server was stopped; the assignments are spread evenly over \
+         {SCALE_PACKAGES} access packages, and the lists filter on one of them \
+         (`$filter=accessPackageId eq '{}'&$top={SCALE_PAGE}`). The deep page is the one the \
+         `@odata.nextLink` chain reaches after half the package's rows. The reads run before the \
+         creates, so they see exactly the seeded rows. Each operation at each level runs in \
+         {SCALE_ROUNDS} rounds that take the sizes in turn, the order flipping each round ({warmup} s \
+         warm-up, {measure} s measured each); the table shows each size's round with the median p50.\n",
         package_id(SCALE_PACKAGE)
     );
     let _ = writeln!(
@@ -1330,7 +1435,7 @@ fn scaling_report(out: &mut String, scaling: &[Scale]) {
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for operation in SCALE_OPERATIONS {
         for concurrency in SCALE_LEVELS {
-            for scale in scaling {
+            for scale in &scaling.sizes {
                 let Some(r) = scale.find(operation, concurrency) else {
                     continue;
                 };
@@ -1354,6 +1459,7 @@ fn scaling_report(out: &mut String, scaling: &[Scale]) {
         }
     }
     let seeding: Vec<String> = scaling
+        .sizes
         .iter()
         .map(|s| {
             format!(
@@ -1369,32 +1475,29 @@ fn scaling_report(out: &mut String, scaling: &[Scale]) {
         "\nSeeding (bulk INSERTs into the stopped server's database file, not measured above): {}.",
         seeding.join("; ")
     );
-    let (Some(small), Some(big)) = (scaling.first(), scaling.last()) else {
+    let (Some(small), Some(big)) = (scaling.sizes.first(), scaling.sizes.last()) else {
         return;
     };
-    if small.rows == big.rows {
+    if scaling.ratios.is_empty() {
         return;
     }
     let ratios: Vec<String> = SCALE_OPERATIONS
         .iter()
-        .map(|operation| {
-            let levels: Vec<String> = SCALE_LEVELS
+        .map(|&operation| {
+            let levels: Vec<String> = scaling
+                .ratios
                 .iter()
-                .map(
-                    |&c| match (small.find(operation, c), big.find(operation, c)) {
-                        (Some(a), Some(b)) if a.p50_us > 0.0 => {
-                            format!("{:.2}x at {c} {}", b.p50_us / a.p50_us, conns(c))
-                        }
-                        _ => format!("n/a at {c} {}", conns(c)),
-                    },
-                )
+                .filter(|r| r.0 == operation)
+                .map(|&(_, c, median, low, high)| {
+                    format!("{median:.2}x ({low:.2}–{high:.2}) at {c} {}", conns(c))
+                })
                 .collect();
             format!("{operation} {}", levels.join(", "))
         })
         .collect();
     let _ = writeln!(
         out,
-        "\nRatio p50({} rows) / p50({} rows) (flat is 1.00x): {}.",
+        "\nRatio p50({} rows) / p50({} rows) (flat is 1.00x), median of the rounds (lowest–highest): {}.",
         big.rows,
         small.rows,
         ratios.join("; ")
