@@ -124,7 +124,9 @@ impl AppState {
             if let Some(timeout) = &self.grpc_timeout {
                 request.metadata_mut().insert(GRPC_TIMEOUT, timeout.clone());
             }
-            let call = rpc(EntitlementManagementClient::new(channel), request);
+            // Boxed: the call's future is large, and moving it by value through the
+            // futures around it (the handler's, the middleware's) copies it each time.
+            let call = Box::pin(rpc(EntitlementManagementClient::new(channel), request));
             async move {
                 let started = Instant::now();
                 let result = call.await;
