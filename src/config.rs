@@ -192,6 +192,11 @@ pub enum Switch {
 }
 
 impl ServeArgs {
+    /// Whether spans are exported as traces (`--otlp-endpoint`).
+    pub fn traced(&self) -> bool {
+        self.otlp_endpoint.is_some()
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
     }

@@ -151,7 +151,7 @@ pub async fn run(
             in_process = Some(in_process_upstream(
                 routes.clone(),
                 &metrics,
-                config.otlp_endpoint.is_some(),
+                config.traced(),
             ));
         }
         let server = grpc_server(&config, &metrics, routes);
@@ -191,7 +191,7 @@ pub async fn run(
             config.request_timeout(),
             metrics.clone(),
             config.cors_origins.clone(),
-            config.otlp_endpoint.is_some(),
+            config.traced(),
         ));
         let serving = http::serve::serve(
             listener,
@@ -358,7 +358,7 @@ fn grpc_server(
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(observe::ObserveGrpcLayer::new(
             metrics.clone(),
-            config.otlp_endpoint.is_some(),
+            config.traced(),
         ))
         .into_inner();
     Server::builder()
