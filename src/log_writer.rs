@@ -1,6 +1,6 @@
 //! The non-blocking writer of log lines: a request thread appends its line to a
-//! shared buffer and goes on; a thread of its own writes the buffer out every few
-//! milliseconds, many lines in one write.
+//! shared buffer and goes on; a thread of its own writes the buffer out a few
+//! milliseconds after its first line, many lines in one write.
 //!
 //! (tracing-appender's writer hands each line to its thread through a channel, and
 //! so wakes that thread for nearly every line at the rates this service serves:
@@ -16,7 +16,7 @@ use std::{
 
 use tracing_subscriber::fmt::MakeWriter;
 
-/// How long a line may wait in the buffer before it is written.
+/// How long the first line in the buffer waits for others before they are written.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
 /// A buffer this full is written out at once, without waiting for the interval.
 const HIGH_WATER: usize = 256 * 1024;
@@ -83,8 +83,15 @@ pub fn start<W: Write + Send + 'static>(out: W) -> std::io::Result<(LogWriter, L
 fn write_out<W: Write>(shared: &Shared, mut out: W) {
     let mut spare = Vec::new();
     loop {
+        // Asleep while there is nothing to write: an idle server makes no wake-ups.
+        let state = shared
+            .wake
+            .wait_while(shared.state(), |s| {
+                !s.closed && s.lines.is_empty() && s.dropped == 0
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+        // Then the lines of the next few milliseconds join the first in one write.
         let (closed, dropped) = {
-            let state = shared.state();
             let (mut state, _) = shared
                 .wake
                 .wait_timeout_while(state, FLUSH_INTERVAL, |s| {
@@ -136,8 +143,10 @@ impl Write for &LogWriter {
         if state.closed || state.lines.len() + line.len() > MAX_BUFFERED {
             state.dropped += 1;
         } else {
+            let first = state.lines.is_empty();
             state.lines.extend_from_slice(line);
-            if state.lines.len() >= HIGH_WATER {
+            // The first line wakes the thread; a full buffer cuts its wait short.
+            if first || state.lines.len() >= HIGH_WATER {
                 self.shared.wake.notify_one();
             }
         }
