@@ -854,37 +854,28 @@ async fn paired(bench: &Bench, tmp: &Path) -> Paired {
     let (ceiling, ceiling_target) = start_ceiling(tmp);
     let (all, all_target) = start_all_in_one(tmp, "paired", false);
     let (gateway, service, split_target) = start_split(tmp, "paired-split");
-    let (ceiling_target, all_target, split_target) = (
-        Arc::new(ceiling_target),
-        Arc::new(all_target),
-        Arc::new(split_target),
-    );
     let mut rounds = Vec::new();
+    let scenarios = [
+        (
+            CEILING,
+            Arc::new(ceiling_target),
+            vec![("ceiling", ceiling.pid())],
+        ),
+        (HTTP_CREATE, Arc::new(all_target), vec![("all", all.pid())]),
+        (
+            SPLIT_CREATE,
+            Arc::new(split_target),
+            vec![("gw", gateway.pid()), ("grpc", service.pid())],
+        ),
+    ];
     for round in 0..bench.settings.paired_rounds {
-        let c = bench
-            .level(
-                CEILING,
-                &ceiling_target,
-                &[("ceiling", ceiling.pid())],
-                TARGET_CONNS,
-            )
-            .await;
-        let a = bench
-            .level(
-                HTTP_CREATE,
-                &all_target,
-                &[("all", all.pid())],
-                TARGET_CONNS,
-            )
-            .await;
-        let s = bench
-            .level(
-                SPLIT_CREATE,
-                &split_target,
-                &[("gw", gateway.pid()), ("grpc", service.pid())],
-                TARGET_CONNS,
-            )
-            .await;
+        let mut rows = Vec::with_capacity(scenarios.len());
+        for (name, target, servers) in &scenarios {
+            rows.push(bench.level(name, target, servers, TARGET_CONNS).await);
+        }
+        let [c, a, s] = rows.as_slice() else {
+            unreachable!("three scenarios a round")
+        };
         let ratios = [
             a.requests_per_sec / c.requests_per_sec,
             s.requests_per_sec / c.requests_per_sec,
@@ -900,12 +891,22 @@ async fn paired(bench: &Bench, tmp: &Path) -> Paired {
     Paired { rounds }
 }
 
-/// The median, minimum and maximum of one column of the paired rounds.
-fn spread(paired: &Paired, column: usize) -> (f64, f64, f64) {
-    let mut values: Vec<f64> = paired.rounds.iter().map(|r| r[column]).collect();
+/// The median, minimum and maximum of `values` (none when there are none).
+fn spread(mut values: Vec<f64>) -> Option<(f64, f64, f64)> {
     values.sort_by(f64::total_cmp);
-    let median = values[values.len() / 2];
-    (median, values[0], values[values.len() - 1])
+    let median = *values.get(values.len() / 2)?;
+    Some((median, values[0], values[values.len() - 1]))
+}
+
+impl Paired {
+    /// The [`spread`] of one column of the rounds.
+    fn spread(&self, column: usize) -> (f64, f64, f64) {
+        spread(self.rounds.iter().map(|r| r[column]).collect()).unwrap_or((
+            f64::NAN,
+            f64::NAN,
+            f64::NAN,
+        ))
+    }
 }
 
 /// The scaling section's results at one size.
@@ -1056,15 +1057,13 @@ async fn scaling(settings: &Settings, ticks_per_sec: u64, tmp: &Path, sizes: &[u
                 }
             }
             if let [small, .., big] = rounds.as_slice() {
-                let mut round_ratios: Vec<f64> = small
+                let round_ratios = small
                     .iter()
                     .zip(big)
                     .filter(|(a, _)| a.p50_us > 0.0)
                     .map(|(a, b)| b.p50_us / a.p50_us)
                     .collect();
-                round_ratios.sort_by(f64::total_cmp);
-                if let (Some(&low), Some(&high)) = (round_ratios.first(), round_ratios.last()) {
-                    let median = round_ratios[round_ratios.len() / 2];
+                if let Some((median, low, high)) = spread(round_ratios) {
                     ratios.push((operation, concurrency, median, low, high));
                 }
             }
@@ -1359,7 +1358,7 @@ fn report(bench: &Bench, paired: Option<&Paired>, scaling: Option<&Scaling>) -> 
     );
     if let Some(paired) = paired {
         let percent = |column| {
-            let (median, min, max) = spread(paired, column);
+            let (median, min, max) = paired.spread(column);
             format!(
                 "**{:.1}%** ({:.1}–{:.1}%)",
                 100.0 * median,
@@ -1368,7 +1367,7 @@ fn report(bench: &Bench, paired: Option<&Paired>, scaling: Option<&Scaling>) -> 
             )
         };
         let times = |column| {
-            let (median, min, max) = spread(paired, column);
+            let (median, min, max) = paired.spread(column);
             format!("**{median:.1}x** ({min:.1}–{max:.1}x)")
         };
         let _ = writeln!(
