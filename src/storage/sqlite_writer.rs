@@ -8,9 +8,11 @@
 //! one wake-up of the writer thread, and the inserts that arrive while it syncs make
 //! up the next group, so concurrent creates share one fsync.
 
-use std::{path::Path, time::Duration};
+use std::{collections::HashSet, path::Path, time::Duration};
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension as _, TransactionBehavior};
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension as _, ToSql, TransactionBehavior,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use sqlx::Sqlite;
@@ -30,7 +32,8 @@ pub(super) struct InsertJob {
 
 /// The writer's statements, in SQLite's placeholder syntax.
 struct Statements {
-    insert: String,
+    /// Inserts of 2^k rows (k from 8 down to 0), each returning the ids it stored.
+    inserts: Vec<(usize, String)>,
     select_by_id: String,
 }
 
@@ -68,15 +71,42 @@ pub(super) fn start(path: &Path) -> Result<mpsc::Sender<InsertJob>, StoreError> 
         .pragma_update(None, "cache_size", -16384)
         .map_err(classify)?;
     let statements = Statements {
-        insert: sql::insert_keeping_existing(Sqlite::placeholder),
+        inserts: (0..=MAX_GROUP.ilog2())
+            .rev()
+            .map(|k| {
+                let rows = 1 << k;
+                (rows, insert_returning_ids(rows))
+            })
+            .collect(),
         select_by_id: sql::select_by_id(Sqlite::placeholder),
     };
+    // Room for every statement above: a group of any size reuses prepared ones.
+    connection.set_prepared_statement_cache_capacity(16);
     let (queue, jobs) = mpsc::channel(MAX_GROUP * 4);
     std::thread::Builder::new()
         .name("sqlite-writer".into())
         .spawn(move || write_groups(connection, &statements, jobs))
         .map_err(|e| StoreError::Internal(Box::new(e)))?;
     Ok(queue)
+}
+
+/// Inserts `rows` rows (the [`sql::COLUMNS`], in order) and returns the id of each
+/// row stored. A multi-row insert keeps its B-tree cursors open from one row to the
+/// next, so each row's place in the table and in each index is found from the last
+/// one rather than from the root (callgrind, 16 clients: the writer thread ran 61 000
+/// instructions per create, against 70 000 with a statement per row). `OR IGNORE`, not
+/// `ON CONFLICT (id) DO NOTHING`: a multi-row statement that can abort (a NOT NULL or
+/// CHECK failure, under the default conflict resolution) keeps a statement journal, a
+/// copy of every page it changes; one that ignores cannot abort. A row skipped for
+/// any other reason than its id is an id with no row, which fails the group.
+fn insert_returning_ids(rows: usize) -> String {
+    // SQLite's placeholders are positional: `?` for each.
+    let row = format!("({})", vec![Sqlite::placeholder(0); 10].join(", "));
+    format!(
+        "INSERT OR IGNORE INTO assignments ({}) VALUES {} RETURNING id",
+        sql::COLUMNS,
+        vec![row; rows].join(", ")
+    )
 }
 
 /// The writer thread: takes every insert queued (up to [`MAX_GROUP`]), writes them
@@ -126,7 +156,7 @@ fn write_groups(
 }
 
 /// Inserts `group` in one transaction. An id that was already stored, or that comes
-/// again later in the group, reads back the row that is there.
+/// again earlier in the group, reads back the row that is there.
 fn write_group(
     connection: &mut Connection,
     statements: &Statements,
@@ -135,41 +165,42 @@ fn write_group(
     let transaction = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(classify)?;
-    let mut outcomes = Vec::with_capacity(group.len());
+    let rows: Vec<RowValues<'_>> = group
+        .iter()
+        .map(|job| RowValues::of(&job.assignment))
+        .collect();
+    let mut created = HashSet::with_capacity(rows.len());
+    let mut rest: &[RowValues<'_>] = &rows;
+    while !rest.is_empty() {
+        // The largest statement that fits: a group goes in as few statements as its
+        // size has binary digits set.
+        let (size, sql) = statements
+            .inserts
+            .iter()
+            .find(|(size, _)| *size <= rest.len())
+            .expect("there is a one-row statement");
+        let (chunk, after) = rest.split_at(*size);
+        let params: Vec<&dyn ToSql> = chunk.iter().flat_map(RowValues::params).collect();
+        let mut insert = transaction.prepare_cached(sql).map_err(classify)?;
+        let mut ids = insert.query(params.as_slice()).map_err(classify)?;
+        while let Some(id) = ids.next().map_err(classify)? {
+            created.insert(id.get::<_, String>(0).map_err(classify)?);
+        }
+        rest = after;
+    }
+    let mut outcomes = Vec::with_capacity(rows.len());
     {
-        // One row per statement: a single-row insert needs no statement journal,
-        // which a multi-row one fills with a copy of every page it changes.
-        let mut insert = transaction
-            .prepare_cached(&statements.insert)
-            .map_err(classify)?;
         let mut select = transaction
             .prepare_cached(&statements.select_by_id)
             .map_err(classify)?;
-        for job in group {
-            let a = &job.assignment;
-            let id = a.id.to_string();
-            let expired = a.expired_date_time.as_ref();
-            let inserted = insert
-                .execute(rusqlite::params![
-                    id,
-                    a.catalog_id,
-                    a.access_package_id,
-                    a.assignment_policy_id,
-                    a.target_id,
-                    a.assignment_status,
-                    a.assignment_state,
-                    a.is_extended,
-                    expired.map(DateTimeOffset::ticks),
-                    expired.map(DateTimeOffset::offset_minutes),
-                ])
-                .map_err(classify)?;
-            if inserted == 1 {
+        for row in &rows {
+            // The first job with a new id created it; any other reads back the row.
+            if created.remove(&row.id) {
                 outcomes.push(Inserted::Created);
                 continue;
             }
-            // Nothing inserted: a row with this id is stored (any other conflict fails).
-            let row = select
-                .query_row([&id], |r| {
+            let stored = select
+                .query_row([&row.id], |r| {
                     Ok(Row {
                         id: r.get(0)?,
                         catalog_id: r.get(1)?,
@@ -188,11 +219,47 @@ fn write_group(
                 .ok_or_else(|| {
                     StoreError::Internal("an insert was skipped, yet no row has its id".into())
                 })?;
-            outcomes.push(Inserted::Existing(Assignment::try_from(row)?));
+            outcomes.push(Inserted::Existing(Assignment::try_from(stored)?));
         }
     }
     transaction.commit().map_err(classify)?;
     Ok(outcomes)
+}
+
+/// One assignment's values for the insert, in the order of [`sql::COLUMNS`].
+struct RowValues<'a> {
+    assignment: &'a Assignment,
+    id: String,
+    expired_ticks: Option<i64>,
+    expired_offset_minutes: Option<i32>,
+}
+
+impl<'a> RowValues<'a> {
+    fn of(assignment: &'a Assignment) -> Self {
+        let expired = assignment.expired_date_time.as_ref();
+        Self {
+            assignment,
+            id: assignment.id.to_string(),
+            expired_ticks: expired.map(DateTimeOffset::ticks),
+            expired_offset_minutes: expired.map(DateTimeOffset::offset_minutes),
+        }
+    }
+
+    fn params(&self) -> [&dyn ToSql; 10] {
+        let a = self.assignment;
+        [
+            &self.id,
+            &a.catalog_id,
+            &a.access_package_id,
+            &a.assignment_policy_id,
+            &a.target_id,
+            &a.assignment_status,
+            &a.assignment_state,
+            &a.is_extended,
+            &self.expired_ticks,
+            &self.expired_offset_minutes,
+        ]
+    }
 }
 
 /// SQLITE_BUSY and SQLITE_LOCKED may pass on a retry; anything else will not.
