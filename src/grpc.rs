@@ -47,12 +47,12 @@ impl Interceptor for Authenticate {
     }
 }
 
+/// The tonic server of the service, behind its interceptor.
+pub type Server = InterceptedService<EntitlementManagementServer<GrpcService>, Authenticate>;
+
 impl GrpcService {
     /// The tonic server, behind the interceptor that verifies bearer tokens.
-    pub fn server(
-        service: AssignmentService,
-        authenticator: Arc<Authenticator>,
-    ) -> InterceptedService<EntitlementManagementServer<GrpcService>, Authenticate> {
+    pub fn server(service: AssignmentService, authenticator: Arc<Authenticator>) -> Server {
         InterceptedService::new(
             EntitlementManagementServer::new(GrpcService { service }),
             Authenticate(authenticator),
@@ -64,7 +64,7 @@ impl GrpcService {
 fn authorize<T>(request: &Request<T>, access: Access) -> Result<(), Error> {
     request
         .extensions()
-        .get::<Principal>()
+        .get::<Arc<Principal>>()
         .ok_or(Error::Unauthenticated(crate::auth::EMPTY_TOKEN))?
         .require(access)
 }

@@ -52,10 +52,12 @@ use std::{
 };
 
 use anyhow::Context as _;
+use futures_util::{TryFutureExt as _, future};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_stream::{StreamExt as _, wrappers::TcpListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{
+    server::NamedService,
     service::{Routes, RoutesBuilder},
     transport::Server,
 };
@@ -145,11 +147,12 @@ pub async fn run(
             .grpc
             .context("the gRPC role needs a gRPC listener")?;
         let addr = listener.local_addr()?;
-        let (routes, opened) = grpc_services(&config, health_service, &metrics).await?;
+        let (routes, service, opened) = grpc_services(&config, health_service, &metrics).await?;
         store = Some(opened);
         if config.role.serves_http() {
             in_process = Some(in_process_upstream(
                 routes.clone(),
+                service,
                 &metrics,
                 config.traced(),
             ));
@@ -299,14 +302,14 @@ type GrpcLayers = Stack<
 >;
 
 /// The gRPC services: the service (with its store and key), health and
-/// reflection; and the store, for readiness.
+/// reflection; the service's own server among them; and the store, for readiness.
 async fn grpc_services(
     config: &ServeArgs,
     health_service: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
     metrics: &Arc<Metrics>,
-) -> anyhow::Result<(Routes, Arc<dyn Store>)> {
+) -> anyhow::Result<(Routes, grpc::Server, Arc<dyn Store>)> {
     let key = SigningKey::load_or_create(&config.data_dir).with_context(|| {
         format!(
             "cannot open the signing key in {}",
@@ -337,13 +340,14 @@ async fn grpc_services(
             // So that reflection clients (grpcurl) can decode the google.rpc error details.
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
     };
+    let server = GrpcService::server(service, authenticator);
     let mut routes = RoutesBuilder::default();
     routes
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
-        .add_service(GrpcService::server(service, authenticator));
-    Ok((routes.routes(), store))
+        .add_service(server.clone());
+    Ok((routes.routes(), server, store))
 }
 
 /// The network gRPC server over `routes`: HTTP/2, and gRPC-Web (HTTP/1.1) for
@@ -373,14 +377,40 @@ fn grpc_server(
 
 /// The same `routes` for the HTTP front in this process, called in memory: the
 /// generated client's requests go straight to the services, through the same span
-/// and metrics as network calls. (The front's own deadline bounds these calls: it
-/// drops a call that outlives the request.)
-fn in_process_upstream(routes: Routes, metrics: &Arc<Metrics>, traced: bool) -> upstream::Upstream {
+/// and metrics as network calls. Calls to the service's own methods go to its
+/// `server` (the interceptor and the generated server the router would pick), so
+/// they skip the router's path matching; anything else (health checks) goes
+/// through the router. (The front's own deadline bounds these calls: it drops a
+/// call that outlives the request.)
+fn in_process_upstream(
+    routes: Routes,
+    server: grpc::Server,
+    metrics: &Arc<Metrics>,
+    traced: bool,
+) -> upstream::Upstream {
+    use tower::ServiceExt as _;
+    let dispatch = tower::service_fn(move |request: axum::http::Request<tonic::body::Body>| {
+        let to_server = request
+            .uri()
+            .path()
+            .strip_prefix('/')
+            .and_then(|path| path.strip_prefix(<grpc::Server as NamedService>::NAME))
+            .is_some_and(|method| method.starts_with('/'));
+        if to_server {
+            future::Either::Left(
+                server
+                    .clone()
+                    .oneshot(request)
+                    .map_ok(|response| response.map(tonic::body::Body::new)),
+            )
+        } else {
+            future::Either::Right(routes.clone().oneshot(request))
+        }
+    });
     let service = tower::ServiceBuilder::new()
         .map_err(|never: std::convert::Infallible| match never {})
-        .map_response(|response: axum::http::Response<_>| response.map(tonic::body::Body::new))
         .layer(observe::ObserveGrpcLayer::new(metrics.clone(), traced))
-        .service(routes);
+        .service(dispatch);
     upstream::Upstream::new(service)
 }
 

@@ -271,11 +271,17 @@ const MAX_VERIFIED_TOKENS: usize = 4096;
 /// withdrawn from the JWKS is still accepted until its `exp`.)
 #[derive(Default)]
 struct VerifiedTokens {
-    entries: Mutex<HashMap<String, (Principal, u64)>>,
+    entries: Mutex<TokenMap>,
 }
 
+/// Each verified token's principal (shared: a hit copies no strings) and expiry
+/// (`exp`). Hashed with foldhash, not SipHash: hashing the token is most of a lookup,
+/// and only tokens that verified are ever stored, so no caller can fill the map with
+/// keys chosen to collide.
+type TokenMap = HashMap<Box<str>, (Arc<Principal>, u64), foldhash::fast::RandomState>;
+
 impl VerifiedTokens {
-    fn get(&self, token: &str, now: u64) -> Option<Principal> {
+    fn get(&self, token: &str, now: u64) -> Option<Arc<Principal>> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(token)
@@ -283,7 +289,7 @@ impl VerifiedTokens {
             .map(|(principal, _)| principal.clone())
     }
 
-    fn put(&self, token: &str, principal: &Principal, expires: u64, now: u64) {
+    fn put(&self, token: &str, principal: &Arc<Principal>, expires: u64, now: u64) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= MAX_VERIFIED_TOKENS {
             entries.retain(|_, (_, expires)| now < *expires);
@@ -291,7 +297,7 @@ impl VerifiedTokens {
                 entries.clear();
             }
         }
-        entries.insert(token.to_owned(), (principal.clone(), expires));
+        entries.insert(token.into(), (principal.clone(), expires));
     }
 }
 
@@ -330,7 +336,7 @@ impl Authenticator {
     /// # Errors
     /// `Unauthenticated` with Graph's message. Why verification failed is logged,
     /// never returned; the token itself is never logged.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, Error> {
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Arc<Principal>, Error> {
         let Some(token) = authorization
             .and_then(bearer_token)
             .filter(|t| !t.is_empty())
@@ -354,10 +360,10 @@ impl Authenticator {
             .map(str::to_owned)
             .collect();
         permissions.extend(claims.roles);
-        let principal = Principal {
+        let principal = Arc::new(Principal {
             subject: claims.sub,
             permissions,
-        };
+        });
         self.verified.put(token, &principal, claims.exp, now);
         Ok(principal)
     }
