@@ -59,17 +59,6 @@ pub(super) fn start(path: &Path) -> Result<mpsc::Sender<InsertJob>, StoreError> 
     connection
         .pragma_update(None, "synchronous", "FULL")
         .map_err(classify)?;
-    // A page cache of its own well above the inserts' working set (16 MiB at most,
-    // filled only as pages are touched). The bundled SQLite is built with
-    // SQLITE_ENABLE_MEMORY_MANAGEMENT, which puts every connection's cache in one
-    // LRU group: with the default 2 MiB, after the read pool had read many random
-    // pages of a large file, this connection kept reading pages back from the file
-    // (strace: about 9 000 preads of the database file in 3 s of creates after a
-    // get-by-id phase on 1 000 000 rows, against none with this cache; 8 MiB was not
-    // enough), and creates cost about half as much CPU again.
-    connection
-        .pragma_update(None, "cache_size", -16384)
-        .map_err(classify)?;
     let statements = Statements {
         inserts: (0..=MAX_GROUP.ilog2())
             .rev()
