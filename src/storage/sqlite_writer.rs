@@ -144,8 +144,8 @@ fn write_groups(
     }
 }
 
-/// Inserts `group` in one transaction. An id that was already stored, or that comes
-/// again earlier in the group, reads back the row that is there.
+/// Inserts `group` in one transaction. An insert whose id was already stored, or
+/// came earlier in the group, reads back the row that is there.
 fn write_group(
     connection: &mut Connection,
     statements: &Statements,
