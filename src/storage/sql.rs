@@ -15,12 +15,19 @@ pub const EXPIRED_SORT: &str = "COALESCE(expired_ticks, -9223372036854775808)";
 pub const COLUMNS: &str = "id, catalog_id, access_package_id, assignment_policy_id, target_id, \
      assignment_status, assignment_state, is_extended, expired_ticks, expired_offset_minutes";
 
+/// One row of placeholders for the [`COLUMNS`], the first numbered `first`:
+/// `(?, ?, …)` or `($1, $2, …)`.
+pub fn row_placeholders(placeholder: fn(usize) -> String, first: usize) -> String {
+    let count = COLUMNS.split(',').count();
+    let values: Vec<String> = (first..first + count).map(placeholder).collect();
+    format!("({})", values.join(", "))
+}
+
 /// Inserts one row (the [`COLUMNS`], in order) unless a row with its id is stored.
 pub fn insert_keeping_existing(placeholder: fn(usize) -> String) -> String {
-    let values: Vec<String> = (1..=10).map(placeholder).collect();
     format!(
-        "INSERT INTO assignments ({COLUMNS}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
-        values.join(", ")
+        "INSERT INTO assignments ({COLUMNS}) VALUES {} ON CONFLICT (id) DO NOTHING",
+        row_placeholders(placeholder, 1)
     )
 }
 

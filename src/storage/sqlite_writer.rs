@@ -89,8 +89,8 @@ pub(super) fn start(path: &Path) -> Result<mpsc::Sender<InsertJob>, StoreError> 
 /// copy of every page it changes; one that ignores cannot abort. A row skipped for
 /// any other reason than its id is an id with no row, which fails the group.
 fn insert_returning_ids(rows: usize) -> String {
-    // SQLite's placeholders are positional: `?` for each.
-    let row = format!("({})", vec![Sqlite::placeholder(0); 10].join(", "));
+    // SQLite's placeholders are positional (`?`): every row's are the same.
+    let row = sql::row_placeholders(Sqlite::placeholder, 1);
     format!(
         "INSERT OR IGNORE INTO assignments ({}) VALUES {} RETURNING id",
         sql::COLUMNS,
