@@ -306,11 +306,19 @@ fn upstream_metadata(
         "authorization",
         ascii(authorization).ok_or_else(|| unauthenticated(auth::INVALID_TOKEN))?,
     );
-    if let Some(value) = ascii(&context.request_id) {
+    // The ids name one call each: kept out of HTTP/2's header table (HPACK), where
+    // each would take a place, and push out headers that repeat on every call.
+    let unique = |text: &str| {
+        ascii(text).map(|mut value| {
+            value.set_sensitive(true);
+            value
+        })
+    };
+    if let Some(value) = unique(&context.request_id) {
         metadata.insert("request-id", value);
     }
     // Only the caller's own: without one, the request id already names the call.
-    if let Some(value) = context.client_request_id.as_deref().and_then(ascii) {
+    if let Some(value) = context.client_request_id.as_deref().and_then(unique) {
         metadata.insert("client-request-id", value);
     }
     crate::telemetry::inject(&context.trace, &mut metadata);
