@@ -141,7 +141,7 @@ impl Settings {
             measure: Duration::from_secs_f64(secs("BENCH_SECS", 3.0)),
             levels,
             scale_rows,
-            paired_rounds: std::env::var("BENCH_PAIRED_ROUNDS").map_or(5, |v| {
+            paired_rounds: std::env::var("BENCH_PAIRED_ROUNDS").map_or(9, |v| {
                 v.trim()
                     .parse()
                     .expect("BENCH_PAIRED_ROUNDS: a number of rounds")
