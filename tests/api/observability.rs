@@ -222,7 +222,7 @@ async fn a_json_access_line_carries_the_request_id_and_no_secret() {
     );
     assert_eq!(line["trace.id"], TRACE_ID);
     assert!(line["duration_ms"].as_f64().unwrap() > 0.0);
-    assert!(line["timestamp"].is_string());
+    assert_recent_rfc3339_micros(line["timestamp"].as_str().unwrap());
 
     // A direct gRPC call from the network gets a line of its own.
     let grpc = format!("http://{}", process.grpc_addr.clone().unwrap());
@@ -571,4 +571,42 @@ async fn a_browser_can_call_the_grpc_service_with_grpc_web() {
         .unwrap();
     assert_eq!(response.headers()["grpc-status"], "16", "UNAUTHENTICATED");
     app.stop().await;
+}
+
+/// A line's timestamp: RFC 3339 in UTC to the microsecond
+/// (`2026-11-29T06:14:52.047614Z`), and within a minute of now.
+fn assert_recent_rfc3339_micros(timestamp: &str) {
+    let bytes = timestamp.as_bytes();
+    assert_eq!(bytes.len(), 27, "{timestamp}");
+    for (at, separator) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (26, b'Z'),
+    ] {
+        assert_eq!(bytes[at], separator, "{timestamp}");
+    }
+    let number = |from: usize, to: usize| -> u32 { timestamp[from..to].parse().expect(timestamp) };
+    let date = time::Date::from_calendar_date(
+        i32::try_from(number(0, 4)).unwrap(),
+        time::Month::try_from(u8::try_from(number(5, 7)).unwrap()).unwrap(),
+        u8::try_from(number(8, 10)).unwrap(),
+    )
+    .unwrap();
+    let time_of_day = time::Time::from_hms_micro(
+        u8::try_from(number(11, 13)).unwrap(),
+        u8::try_from(number(14, 16)).unwrap(),
+        u8::try_from(number(17, 19)).unwrap(),
+        number(20, 26),
+    )
+    .unwrap();
+    let at = time::PrimitiveDateTime::new(date, time_of_day).assume_utc();
+    let off = (time::OffsetDateTime::now_utc() - at).abs();
+    assert!(
+        off < time::Duration::minutes(1),
+        "{timestamp} is {off} from now"
+    );
 }
