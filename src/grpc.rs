@@ -7,12 +7,13 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use prost_types::Timestamp;
 use tonic::{
     Code, Request, Response, Status,
+    metadata::MetadataMap,
     service::{Interceptor, interceptor::InterceptedService},
 };
 use tonic_types::{ErrorDetails, StatusExt as _};
 
 use crate::{
-    auth::{Access, Authenticator, Principal},
+    auth::{Access, Authenticator, FORWARDED_AUTHORIZATION, Principal},
     domain::{Assignment, Error, Property, Selection},
     proto::v1::{
         AccessPackageAssignment, CreateAssignmentRequest, DeleteAssignmentRequest,
@@ -37,13 +38,27 @@ pub struct Authenticate(Arc<Authenticator>);
 
 impl Interceptor for Authenticate {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        let principal = self.0.authenticate(header)?;
+        let principal = self.0.authenticate(credential(request.metadata())?)?;
         request.extensions_mut().insert(principal);
         Ok(request)
+    }
+}
+
+/// The caller's `Authorization` value: from `authorization`, or as the HTTP front
+/// forwards it (see [`FORWARDED_AUTHORIZATION`]).
+///
+/// # Errors
+/// `Unauthenticated` when both are present: which one counts would be a guess.
+fn credential(metadata: &MetadataMap) -> Result<Option<&str>, Error> {
+    let value = |key| metadata.get(key).and_then(|v| v.to_str().ok());
+    match (value("authorization"), value(FORWARDED_AUTHORIZATION)) {
+        (Some(_), Some(_)) => {
+            tracing::warn!(
+                "access token rejected: both authorization and {FORWARDED_AUTHORIZATION} are set"
+            );
+            Err(Error::Unauthenticated(crate::auth::INVALID_TOKEN))
+        }
+        (direct, forwarded) => Ok(direct.or(forwarded)),
     }
 }
 

@@ -282,9 +282,10 @@ fn entity_response(
     Ok((status, [(header::CONTENT_TYPE, GRAPH_JSON)], body).into_response())
 }
 
-/// The metadata of the upstream call: the caller's bearer token and the request's
-/// ids. A request without a token is refused here, before its body is read; the
-/// token itself is verified by the service.
+/// The metadata of the upstream call: the caller's bearer token (as
+/// [`auth::FORWARDED_AUTHORIZATION`], which HPACK can index) and the request's ids. A
+/// request without a token is refused here, before its body is read; the token
+/// itself is verified by the service.
 fn upstream_metadata(
     headers: &HeaderMap,
     context: &RequestContext,
@@ -303,7 +304,7 @@ fn upstream_metadata(
     let mut metadata = MetadataMap::with_capacity(5);
     let ascii = |text: &str| AsciiMetadataValue::try_from(text).ok();
     metadata.insert(
-        "authorization",
+        auth::FORWARDED_AUTHORIZATION,
         ascii(authorization).ok_or_else(|| unauthenticated(auth::INVALID_TOKEN))?,
     );
     // The ids name one call each: kept out of HTTP/2's header table (HPACK), where

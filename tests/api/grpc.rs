@@ -232,6 +232,53 @@ async fn calls_need_a_token_with_the_permission() {
     );
 }
 
+/// The HTTP front forwards its caller's token as `x-forwarded-authorization`: the
+/// service verifies it there just as in `authorization`, and refuses a call that
+/// carries both.
+#[tokio::test]
+async fn a_forwarded_token_is_verified_and_two_tokens_are_refused() {
+    let app = TestApp::spawn().await;
+    let mut client = app.grpc().await;
+    let forwarded = |token: &str| {
+        let mut request = tonic::Request::new(CreateAssignmentRequest {
+            assignment: Some(documented()),
+        });
+        request.metadata_mut().insert(
+            "x-forwarded-authorization",
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        request
+    };
+
+    let created = client
+        .create_assignment(forwarded(&app.token))
+        .await
+        .expect("a forwarded token with the permission")
+        .into_inner();
+    assert!(is_lower_guid(created.id.as_deref().unwrap()));
+
+    let status = client
+        .create_assignment(forwarded("garbage"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), "Access token validation failure.");
+    let status = client
+        .create_assignment(forwarded(&app.read_token()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    let mut both = forwarded(&app.token);
+    both.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", app.token).parse().unwrap(),
+    );
+    let status = client.create_assignment(both).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), "Access token validation failure.");
+}
+
 #[tokio::test]
 async fn health_needs_no_token_and_reports_serving() {
     let app = TestApp::spawn().await;
