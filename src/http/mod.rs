@@ -62,18 +62,31 @@ const MAX_CLIENT_REQUEST_ID: usize = 128;
 /// The most bytes of request headers (names and values) accepted.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// What the handlers share.
+/// What the handlers share. Every request clones it (the middleware's and the
+/// handler's `State`), so it is one `Arc`: one reference count to update, where a
+/// count per field would be several, each a cache line the two cores pass back and
+/// forth.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The contents of [`AppState`].
+pub struct Shared {
     upstreams: Upstreams,
     /// The deadline of each request.
     request_timeout: Duration,
     /// The same deadline as the upstream call's `grpc-timeout`, written once.
     grpc_timeout: Option<tonic::metadata::AsciiMetadataValue>,
     metrics: Arc<Metrics>,
-    /// Origins allowed to call from a browser (CORS); none when empty. (Every
-    /// request clones the state: everything in it is cheap to clone.)
-    cors_origins: Arc<[String]>,
+    /// Origins allowed to call from a browser (CORS); none when empty.
+    cors_origins: Vec<String>,
     /// Whether spans are exported as traces: only then does the request's span
     /// carry the method and route (log lines have them on the access line).
     traced: bool,
@@ -89,14 +102,14 @@ impl AppState {
     ) -> Self {
         let mut timed = tonic::Request::new(());
         timed.set_timeout(request_timeout);
-        Self {
+        Self(Arc::new(Shared {
             upstreams,
             request_timeout,
             grpc_timeout: timed.metadata().get(GRPC_TIMEOUT).cloned(),
             metrics,
-            cors_origins: cors_origins.into(),
+            cors_origins,
             traced,
-        }
+        }))
     }
 
     /// Calls the upstream with the caller's metadata and the request's deadline.
