@@ -50,15 +50,17 @@ impl Interceptor for Authenticate {
 /// # Errors
 /// `Unauthenticated` when both are present: which one counts would be a guess.
 fn credential(metadata: &MetadataMap) -> Result<Option<&str>, Error> {
-    let value = |key| metadata.get(key).and_then(|v| v.to_str().ok());
-    match (value("authorization"), value(FORWARDED_AUTHORIZATION)) {
+    match (
+        metadata.get("authorization"),
+        metadata.get(FORWARDED_AUTHORIZATION),
+    ) {
         (Some(_), Some(_)) => {
             tracing::warn!(
                 "access token rejected: both authorization and {FORWARDED_AUTHORIZATION} are set"
             );
             Err(Error::Unauthenticated(crate::auth::INVALID_TOKEN))
         }
-        (direct, forwarded) => Ok(direct.or(forwarded)),
+        (direct, forwarded) => Ok(direct.or(forwarded).and_then(|v| v.to_str().ok())),
     }
 }
 
