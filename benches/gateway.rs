@@ -841,18 +841,23 @@ const TARGET_CONNS: usize = 64;
 /// The target ratios, one per round of [`paired`].
 struct Paired {
     /// HTTP create all-in-one / ceiling, split roles / ceiling (requests/s);
-    /// all-in-one server CPU / ceiling's, split gateway process CPU / ceiling's (per
-    /// request).
-    rounds: Vec<[f64; 4]>,
+    /// all-in-one server CPU / ceiling's, split gateway process CPU / ceiling's, and
+    /// (all-in-one CPU per HTTP create − its CPU per direct gRPC create) / ceiling's
+    /// (per request).
+    rounds: Vec<[f64; 5]>,
 }
 
-/// Runs the ceiling, the all-in-one HTTP create and the split-roles HTTP create one
-/// after the other at [`TARGET_CONNS`], round after round on the same servers: a slow
-/// spell of a shared machine then falls on all three of a round, not on one
-/// scenario of the run.
+/// Runs the ceiling, the all-in-one HTTP create, the split-roles HTTP create and
+/// direct gRPC creates to the same all-in-one process one after the other at
+/// [`TARGET_CONNS`], round after round on the same servers: a slow spell of a shared
+/// machine then falls on all of a round, not on one scenario of the run.
 async fn paired(bench: &Bench, tmp: &Path) -> Paired {
     let (ceiling, ceiling_target) = start_ceiling(tmp);
     let (all, all_target) = start_all_in_one(tmp, "paired", false);
+    let grpc_target = Target::GrpcCreate {
+        channels: grpc_channels(&all.grpc_url(), GRPC_CHANNELS).await,
+        token: bearer(&mint_token(&data_dir(tmp, "paired"))),
+    };
     let (gateway, service, split_target) = start_split(tmp, "paired-split");
     let mut rounds = Vec::new();
     let scenarios = [
@@ -867,24 +872,26 @@ async fn paired(bench: &Bench, tmp: &Path) -> Paired {
             Arc::new(split_target),
             vec![("gw", gateway.pid()), ("grpc", service.pid())],
         ),
+        (GRPC_CREATE, Arc::new(grpc_target), vec![("all", all.pid())]),
     ];
     for round in 0..bench.settings.paired_rounds {
         let mut rows = Vec::with_capacity(scenarios.len());
         for (name, target, servers) in &scenarios {
             rows.push(bench.level(name, target, servers, TARGET_CONNS).await);
         }
-        let [c, a, s] = rows.as_slice() else {
-            unreachable!("three scenarios a round")
+        let [c, a, s, g] = rows.as_slice() else {
+            unreachable!("four scenarios a round")
         };
         let ratios = [
             a.requests_per_sec / c.requests_per_sec,
             s.requests_per_sec / c.requests_per_sec,
             a.server_cpu_total_us / c.server_cpu_total_us,
             s.server_cpu_us[0] / c.server_cpu_total_us,
+            (a.server_cpu_total_us - g.server_cpu_total_us) / c.server_cpu_total_us,
         ];
         eprintln!(
-            "paired round {round}: ceiling {:.0}, all-in-one {:.0}, split {:.0} req/s",
-            c.requests_per_sec, a.requests_per_sec, s.requests_per_sec
+            "paired round {round}: ceiling {:.0}, all-in-one {:.0} (gRPC {:.0}), split {:.0} req/s",
+            c.requests_per_sec, a.requests_per_sec, g.requests_per_sec, s.requests_per_sec
         );
         rounds.push(ratios);
     }
@@ -1373,16 +1380,23 @@ fn report(bench: &Bench, paired: Option<&Paired>, scaling: Option<&Scaling>) -> 
         let _ = writeln!(
             out,
             "\n## The targets, from alternating rounds\n\n\
-             {} rounds on the same servers, each running the ceiling, the all-in-one HTTP create \
-             and the split-roles HTTP create one after the other at {TARGET_CONNS} connections \
-             ({} s warm-up and {} s measured each); the median of the rounds' ratios, then \
-             their range. A slow spell of the shared machine falls on all three scenarios of a \
-             round instead of on one scenario of the table above.\n\n\
+             {} rounds on the same servers, each running the ceiling, the all-in-one HTTP create, \
+             the split-roles HTTP create, and direct gRPC creates to that same all-in-one \
+             process one after the other at {TARGET_CONNS} connections ({} s warm-up and {} s \
+             measured each); the median of the rounds' ratios, then their range. A slow spell \
+             of the shared machine falls on all the scenarios of a round instead of on one \
+             scenario of the table above.\n\n\
              | measure | median (min–max) | target |\n|---|---|---|\n\
              | HTTP create all-in-one / ceiling, req/s | {} | ≥ 35% |\n\
              | HTTP create split roles / ceiling, req/s | {} | ≥ 22% |\n\
              | split roles: gateway process CPU per request / ceiling's | {} | ≤ 2x |\n\
-             | all-in-one process CPU per create / ceiling's (front, service and store) | {} | |",
+             | all-in-one process CPU per create / ceiling's (front, service and store) | {} | |\n\
+             | all-in-one process: CPU per HTTP create − CPU per direct gRPC create, / ceiling's | {} | |\n\n\
+             The last row is what taking a create as Graph JSON over HTTP/1.1 adds to taking \
+             it as gRPC over HTTP/2, in one process: the HTTP front's parsing, JSON mapping, \
+             access line and in-memory gRPC client, less the HTTP/2 server framing that the \
+             in-memory call does not need. The split gateway process, which also runs the \
+             gRPC client's HTTP/2 connections, is the row the ≤ 2x target is read on.",
             paired.rounds.len(),
             s.warmup.as_secs_f64(),
             s.measure.as_secs_f64(),
@@ -1390,6 +1404,7 @@ fn report(bench: &Bench, paired: Option<&Paired>, scaling: Option<&Scaling>) -> 
             percent(1),
             times(3),
             times(2),
+            times(4),
         );
     }
     if let Some(scaling) = scaling {
