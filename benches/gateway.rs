@@ -201,9 +201,13 @@ mod ceiling {
             .build()
             .expect("runtime");
         runtime.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
+            // The product's accept queue, so that a burst of connections waits in
+            // it as it does for the product.
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket.bind(([127, 0, 0, 1], 0).into()).expect("bind");
+            let listener = socket
+                .listen(entitlement_gateway::LISTEN_BACKLOG)
+                .expect("listen");
             println!(
                 "ceiling listening http.addr={}",
                 listener.local_addr().expect("addr")

@@ -53,7 +53,10 @@ use std::{
 
 use anyhow::Context as _;
 use futures_util::{TryFutureExt as _, future};
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    task::JoinHandle,
+};
 use tokio_stream::{StreamExt as _, wrappers::TcpListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{
@@ -98,25 +101,44 @@ impl Listeners {
         let mut listeners = Self::default();
         if config.role.serves_http() {
             listeners.http =
-                Some(TcpListener::bind(config.http_addr).await.with_context(|| {
+                Some(listen(config.http_addr).with_context(|| {
                     format!("cannot bind the HTTP address {}", config.http_addr)
                 })?);
         }
         if config.role.serves_grpc() {
             listeners.grpc =
-                Some(TcpListener::bind(config.grpc_addr).await.with_context(|| {
+                Some(listen(config.grpc_addr).with_context(|| {
                     format!("cannot bind the gRPC address {}", config.grpc_addr)
                 })?);
         }
         if let Some(addr) = config.admin_addr.0 {
             listeners.admin = Some(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot bind the admin address {addr}"))?,
+                listen(addr).with_context(|| format!("cannot bind the admin address {addr}"))?,
             );
         }
         Ok(listeners)
     }
+}
+
+/// How many connections, handshake done, the kernel holds for a listener until the
+/// server accepts them. Connection attempts beyond it are dropped, and each of
+/// those clients waits a second to try again: `TcpListener::bind` asks for 128,
+/// which 256 clients connecting at once overflowed. The kernel caps it at
+/// `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a [`LISTEN_BACKLOG`] queue.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted server need not wait for the old
+    // one's connections to leave TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 type ServerTask = JoinHandle<anyhow::Result<()>>;

@@ -123,3 +123,64 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         );
     }
 }
+
+/// A burst of new connections waits in the kernel's accept queue, on every listener,
+/// until the server takes it. With the 128 places `TcpListener::bind` asks for, 256
+/// clients connecting at once overflowed it: the attempts beyond were dropped, and
+/// each of those clients waited a second before trying again. The server is stopped
+/// (SIGSTOP) while the burst arrives, so that it accepts none of it.
+#[tokio::test]
+async fn a_burst_of_connections_waits_in_the_accept_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let process = start(dir.path()).await;
+    let pid = process.child.id().unwrap().to_string();
+    let addresses: Vec<String> = [
+        &process.http_base,
+        process.grpc_addr.as_ref().unwrap(),
+        &process.admin_base,
+    ]
+    .iter()
+    .map(|a| a.trim_start_matches("http://").to_owned())
+    .collect();
+    // No server gets more places than the kernel allows (net.core.somaxconn).
+    let most = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .map_or(4096, |text| text.trim().parse().unwrap());
+    let burst: usize = most.min(600);
+    assert!(
+        burst > 129,
+        "net.core.somaxconn {most} is too small to test"
+    );
+
+    let signal = |name: &'static str| {
+        let pid = pid.clone();
+        async move {
+            let status = Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .await
+                .unwrap();
+            assert!(status.success(), "kill {name}");
+        }
+    };
+    signal("-STOP").await;
+    let connected = tokio::task::spawn_blocking(move || {
+        for address in &addresses {
+            let address = address.parse().unwrap();
+            // Each connection completes when its handshake is queued; one that is
+            // dropped would still be waiting for its retry when this gives up.
+            let connections = (0..burst)
+                .map(|i| {
+                    std::net::TcpStream::connect_timeout(&address, Duration::from_secs(3))
+                        .map_err(|e| format!("connection {} of {burst} to {address}: {e}", i + 1))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            drop(connections);
+        }
+        Ok::<_, String>(())
+    })
+    .await
+    .unwrap();
+    signal("-CONT").await;
+    connected.unwrap();
+    process.terminate().await;
+}
