@@ -5,6 +5,9 @@
 //! ```sh
 //! cargo run --release --example create_load -- http://127.0.0.1:8080 "$TOKEN" 64 5
 //! ```
+//!
+//! A fifth argument, `h2`, makes each client speak HTTP/2 (prior knowledge) instead
+//! of HTTP/1.1.
 
 use std::time::{Duration, Instant};
 
@@ -13,22 +16,34 @@ const BODY: &str = include_str!("../tests/fixtures/seed/request.json");
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, base, token, clients, seconds] = args.as_slice() else {
-        eprintln!("usage: create_load BASE_URL TOKEN CLIENTS SECONDS");
-        std::process::exit(2);
+    let (base, token, clients, seconds, h2) = match args.as_slice() {
+        [_, base, token, clients, seconds] => (base, token, clients, seconds, false),
+        [_, base, token, clients, seconds, h2] if h2 == "h2" => {
+            (base, token, clients, seconds, true)
+        }
+        _ => {
+            eprintln!("usage: create_load BASE_URL TOKEN CLIENTS SECONDS [h2]");
+            std::process::exit(2);
+        }
     };
     let clients: usize = clients.parse().expect("CLIENTS");
     let duration = Duration::from_secs(seconds.parse().expect("SECONDS"));
     let url =
         format!("{base}/beta/identityGovernance/entitlementManagement/accessPackageAssignments");
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(clients)
-        .build()
-        .unwrap();
+    // A client (and so a connection) per task, as the benchmark's clients have.
+    let client = move || {
+        let builder = reqwest::Client::builder().pool_max_idle_per_host(1);
+        let builder = if h2 {
+            builder.http2_prior_knowledge()
+        } else {
+            builder
+        };
+        builder.build().unwrap()
+    };
     let until = Instant::now() + duration;
     let tasks: Vec<_> = (0..clients)
         .map(|_| {
-            let (http, url, token) = (http.clone(), url.clone(), token.clone());
+            let (http, url, token) = (client(), url.clone(), token.clone());
             tokio::spawn(async move {
                 let (mut latencies, mut errors) = (Vec::new(), 0u64);
                 while Instant::now() < until {
