@@ -88,7 +88,7 @@ pub async fn create(
     let collection_path = uri.path().trim_end_matches("/$ref");
     let location = format!(
         "{}{collection_path}/{}",
-        origin(&headers),
+        origin(&uri, &headers),
         created.id.as_deref().unwrap_or_default()
     );
     let mut response = entity_response(StatusCode::CREATED, &created, None)?;
@@ -137,7 +137,7 @@ pub async fn get(
     let prefix = uri.path().split(COLLECTION).next().unwrap_or_default();
     let context_url = format!(
         "{}{prefix}/$metadata#accessPackageAssignments/$entity",
-        origin(&headers)
+        origin(&uri, &headers)
     );
     entity_response(StatusCode::OK, &found, Some(&context_url))
 }
@@ -208,7 +208,7 @@ pub async fn list(
         })
         .await?;
 
-    let origin = origin(&headers);
+    let origin = origin(&uri, &headers);
     let prefix = uri.path().split(COLLECTION).next().unwrap_or_default();
     let mut odata_context = format!("{origin}{prefix}/$metadata#accessPackageAssignments");
     if !options.select.is_empty() {
@@ -349,13 +349,17 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// `http://host` from the request's Host header, or "" (a path-only URL) when it
-/// has none or an invalid one.
-fn origin(headers: &HeaderMap) -> String {
-    headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|host| host.parse::<axum::http::uri::Authority>().ok())
-        .map(|authority| format!("http://{authority}"))
-        .unwrap_or_default()
+/// `http://host` from the request's Host header (HTTP/1.1) or, when it has none,
+/// its `:authority` (HTTP/2 has no Host header); "" (a path-only URL) when it has
+/// neither, or an invalid Host.
+fn origin(uri: &Uri, headers: &HeaderMap) -> String {
+    match headers.get(header::HOST) {
+        Some(host) => host
+            .to_str()
+            .ok()
+            .and_then(|host| host.parse::<axum::http::uri::Authority>().ok()),
+        None => uri.authority().cloned(),
+    }
+    .map(|authority| format!("http://{authority}"))
+    .unwrap_or_default()
 }

@@ -155,8 +155,17 @@ impl TestApp {
         prefix: &str,
         body: impl Into<reqwest::Body>,
     ) -> reqwest::Response {
-        self.http
-            .post(self.url(&format!("{prefix}{COLLECTION}")))
+        self.post_assignment_with(&self.http, prefix, body).await
+    }
+
+    /// [`Self::post_assignment`] with the client `http`.
+    pub async fn post_assignment_with(
+        &self,
+        http: &reqwest::Client,
+        prefix: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        http.post(self.url(&format!("{prefix}{COLLECTION}")))
             .bearer_auth(&self.token)
             .header("content-type", "application/json")
             .body(body)

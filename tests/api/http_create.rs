@@ -230,3 +230,50 @@ async fn client_request_id_is_echoed_and_request_id_is_new_each_time() {
         "my-correlation-1"
     );
 }
+
+/// HTTP/2 requests carry the host as `:authority`, with no Host header: the URLs in
+/// the answers are absolute for them too (Location, `@odata.context`,
+/// `@odata.nextLink`), as they are over HTTP/1.1.
+#[tokio::test]
+async fn http2_callers_get_absolute_urls_too() {
+    let app = TestApp::spawn().await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let response = app.post_assignment_with(&h2, "/beta", SEED_REQUEST).await;
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        assert_eq!(response.status().as_u16(), 201);
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        let (_, id) = split_id(response.json().await.unwrap());
+        assert_eq!(location, app.url(&format!("/beta{COLLECTION}/{id}")));
+        ids.push(id);
+    }
+    let get = |url: String| {
+        let request = h2.get(url).bearer_auth(&app.token);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let one = get(app.url(&format!("/beta{COLLECTION}/{}", ids[0]))).await;
+    assert_eq!(
+        one["@odata.context"],
+        app.url("/beta/$metadata#accessPackageAssignments/$entity")
+    );
+    let page = get(app.url(&format!("/beta{COLLECTION}?$top=1"))).await;
+    assert_eq!(
+        page["@odata.context"],
+        app.url("/beta/$metadata#accessPackageAssignments")
+    );
+    let next = page["@odata.nextLink"].as_str().unwrap();
+    assert!(
+        next.starts_with(&app.url(&format!("/beta{COLLECTION}?"))),
+        "{next}"
+    );
+    let rest = get(next.to_owned()).await;
+    assert_eq!(rest["value"].as_array().unwrap().len(), 1);
+}
