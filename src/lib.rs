@@ -372,6 +372,11 @@ async fn grpc_services(
     Ok((routes.routes(), server, store))
 }
 
+/// The most requests one HTTP/2 connection may have open at once, to the HTTP front
+/// or to the gRPC server (hyper's default; tonic's is no limit). The gateway's
+/// connections to a service carry 64 each at the benchmark's 256 clients.
+pub const MAX_CONCURRENT_STREAMS: u32 = 200;
+
 /// The network gRPC server over `routes`: HTTP/2, and gRPC-Web (HTTP/1.1) for
 /// browsers, with CORS when origins are configured; metrics and access logs.
 fn grpc_server(
@@ -393,6 +398,9 @@ fn grpc_server(
         // Every call is bounded, whatever grpc-timeout the caller sent (a shorter
         // grpc-timeout is enforced too).
         .timeout(config.request_timeout())
+        // And so is how many one connection may have open at once (tonic sets no
+        // limit); a client that wants more waits for a stream to close.
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .layer(layers)
         .add_routes(routes)
 }

@@ -30,7 +30,10 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(request_timeout.min(MAX_HEADER_READ_TIMEOUT));
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(crate::MAX_CONCURRENT_STREAMS);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

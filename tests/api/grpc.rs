@@ -299,3 +299,27 @@ async fn health_needs_no_token_and_reports_serving() {
         assert_eq!(response.status(), ServingStatus::Serving, "{service:?}");
     }
 }
+
+/// Both ports tell each HTTP/2 connection how many requests it may have open at
+/// once (SETTINGS_MAX_CONCURRENT_STREAMS; tonic's own default is no limit).
+#[tokio::test]
+async fn both_ports_bound_the_requests_open_on_one_http2_connection() {
+    let app = TestApp::spawn().await;
+    for base in [&app.grpc_base, &app.http_base] {
+        let tcp = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let (client, mut connection) = h2::client::handshake(tcp).await.unwrap();
+        let mut ping = connection.ping_pong().expect("the connection's ping");
+        let connection = tokio::spawn(connection);
+        // The server's SETTINGS come before its answer to the ping.
+        ping.ping(h2::Ping::opaque()).await.unwrap();
+        assert_eq!(
+            client.current_max_send_streams(),
+            entitlement_gateway::MAX_CONCURRENT_STREAMS as usize,
+            "{base}"
+        );
+        drop(client);
+        connection.abort();
+    }
+}
