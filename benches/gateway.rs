@@ -201,13 +201,9 @@ mod ceiling {
             .build()
             .expect("runtime");
         runtime.block_on(async {
-            // The product's accept queue, so that a burst of connections waits in
-            // it as it does for the product.
-            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-            socket.bind(([127, 0, 0, 1], 0).into()).expect("bind");
-            let listener = socket
-                .listen(entitlement_gateway::LISTEN_BACKLOG)
-                .expect("listen");
+            // Bound as the product binds, so that a burst of connections waits in
+            // the same accept queue.
+            let listener = entitlement_gateway::listen(([127, 0, 0, 1], 0).into()).expect("bind");
             println!(
                 "ceiling listening http.addr={}",
                 listener.local_addr().expect("addr")
@@ -686,9 +682,7 @@ async fn run(settings: Settings) {
     {
         let data = data_dir(tmp.path(), "grpc");
         let server = Server::product(tmp.path(), "grpc", &all_in_one(&data));
-        let token = bearer(&mint_token(&data));
-        let channels = grpc_channels(&server.grpc_url(), GRPC_CHANNELS).await;
-        let target = Target::GrpcCreate { channels, token };
+        let target = grpc_create_target(&server, &mint_token(&data)).await;
         bench
             .scenario(GRPC_CREATE, target, &[("all", server.pid())])
             .await;
@@ -795,6 +789,14 @@ fn start_all_in_one(tmp: &Path, name: &str, h2: bool) -> (Server, Target) {
     (server, target)
 }
 
+/// Direct gRPC creates to `server`'s gRPC port, with `token`.
+async fn grpc_create_target(server: &Server, token: &str) -> Target {
+    Target::GrpcCreate {
+        channels: grpc_channels(&server.grpc_url(), GRPC_CHANNELS).await,
+        token: bearer(token),
+    }
+}
+
 /// Starts a `--role gateway` process in front of a `--role grpc` process; the
 /// target creates through the gateway.
 fn start_split(tmp: &Path, name: &str) -> (Server, Server, Target) {
@@ -858,10 +860,10 @@ struct Paired {
 async fn paired(bench: &Bench, tmp: &Path) -> Paired {
     let (ceiling, ceiling_target) = start_ceiling(tmp);
     let (all, all_target) = start_all_in_one(tmp, "paired", false);
-    let grpc_target = Target::GrpcCreate {
-        channels: grpc_channels(&all.grpc_url(), GRPC_CHANNELS).await,
-        token: bearer(&mint_token(&data_dir(tmp, "paired"))),
+    let Target::HttpCreate { token, .. } = &all_target else {
+        unreachable!("an HTTP create target")
     };
+    let grpc_target = grpc_create_target(&all, token).await;
     let (gateway, service, split_target) = start_split(tmp, "paired-split");
     let mut rounds = Vec::new();
     let scenarios = [

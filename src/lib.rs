@@ -125,10 +125,14 @@ impl Listeners {
 /// those clients waits a second to try again: `TcpListener::bind` asks for 128,
 /// which 256 clients connecting at once overflowed. The kernel caps it at
 /// `net.core.somaxconn`.
-pub const LISTEN_BACKLOG: u32 = 4096;
+const LISTEN_BACKLOG: u32 = 4096;
 
-/// A listener on `addr` with a [`LISTEN_BACKLOG`] queue.
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// A listener on `addr` whose accept queue holds 4096 connections (see
+/// `LISTEN_BACKLOG`); called inside a tokio runtime.
+///
+/// # Errors
+/// When `addr` cannot be bound.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
