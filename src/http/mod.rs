@@ -150,16 +150,7 @@ impl AppState {
         };
         let (picked, result) = attempt(None).await;
         let result = match result {
-            // UNAVAILABLE: no connection, or the instance is going away; UNKNOWN is
-            // how a connection lost in mid-call shows (the service itself never
-            // answers it). Either way the call may not have been made, or was made
-            // by an instance that is gone: an idempotent call is safe to repeat.
-            Err(status)
-                if matches!(
-                    status.code(),
-                    tonic::Code::Unavailable | tonic::Code::Unknown
-                ) =>
-            {
+            Err(status) if instance_lost(&status) => {
                 self.upstreams.failed(picked);
                 if retry == Retry::Once {
                     tracing::debug!(
@@ -177,6 +168,22 @@ impl AppState {
         result
             .map(tonic::Response::into_inner)
             .map_err(|status| ApiError::from_status(&status))
+    }
+}
+
+/// Whether a failed call may not have been made, or was made by an instance that
+/// is gone, so that an idempotent call is safe to repeat elsewhere: UNAVAILABLE (no
+/// connection, or the instance is going away), UNKNOWN (how a connection lost in
+/// mid-call shows; the service itself never answers it), and CANCELLED when this
+/// side's HTTP/2 client raised it rather than the service answering it (hyper
+/// cancels the calls still waiting on a connection that closed, as when the
+/// instance is killed); a status made from a local error keeps that error as its
+/// source.
+fn instance_lost(status: &tonic::Status) -> bool {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown => true,
+        tonic::Code::Cancelled => std::error::Error::source(status).is_some(),
+        _ => false,
     }
 }
 
@@ -419,4 +426,30 @@ fn keep_allow(mut rendered: Response, original: Response) -> Response {
         rendered.headers_mut().insert(header::ALLOW, allow.clone());
     }
     rendered
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tonic::{Code, Status};
+
+    use super::instance_lost;
+
+    #[test]
+    fn only_a_cancel_raised_by_the_transport_counts_as_a_lost_instance() {
+        // The service's answer: its deadline ran out, say. Not repeated.
+        assert!(!instance_lost(&Status::cancelled("Timeout expired")));
+        // hyper's, for a call still waiting on a connection that closed.
+        let mut lost = Status::cancelled("operation was canceled");
+        lost.set_source(Arc::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert!(instance_lost(&lost));
+        assert!(instance_lost(&Status::unavailable("no connection")));
+        assert!(instance_lost(&Status::unknown("connection lost")));
+        for code in [Code::DeadlineExceeded, Code::Internal, Code::NotFound] {
+            assert!(!instance_lost(&Status::new(code, "answered")), "{code:?}");
+        }
+    }
 }
