@@ -128,6 +128,10 @@ pub struct ServeArgs {
     #[arg(long, env = "ENTITLEMENT_GATEWAY_CLOCK_SKEW", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=300))]
     pub clock_skew_secs: u64,
 
+    /// Seconds an HTTP/2 connection (either port, and the gateway's to its upstreams) may stay silent before a ping is sent; a peer that does not answer within as long again is disconnected.
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_KEEPALIVE", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub keepalive_secs: u64,
+
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM before the process exits.
     #[arg(long, env = "ENTITLEMENT_GATEWAY_SHUTDOWN_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_timeout_secs: u64,
@@ -199,6 +203,12 @@ impl ServeArgs {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// How long an HTTP/2 connection may stay silent before it is pinged, and how
+    /// long the ping may then go unanswered.
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_secs(self.keepalive_secs)
     }
 
     pub fn shutdown_timeout(&self) -> Duration {

@@ -212,7 +212,7 @@ pub async fn run(
         let upstreams = match in_process.take() {
             // All in one process: the front is a gRPC client of this very server.
             Some(server) => upstream::Upstreams::in_process(server),
-            None => upstream::Upstreams::connect(&config.upstreams)?,
+            None => upstream::Upstreams::connect(&config.upstreams, config.keepalive())?,
         };
         front_upstreams = Some(upstreams.clone());
         let app = http::router(http::AppState::new(
@@ -226,6 +226,7 @@ pub async fn run(
             listener,
             app,
             config.request_timeout(),
+            config.keepalive(),
             http_stop.clone().cancelled_owned(),
         );
         http = Some((
@@ -405,6 +406,10 @@ fn grpc_server(
         // And so is how many one connection may have open at once (tonic sets no
         // limit); a client that wants more waits for a stream to close.
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        // A peer that went away without closing (a crashed host, a dropped NAT
+        // entry) is found out and its connection closed.
+        .http2_keepalive_interval(Some(config.keepalive()))
+        .http2_keepalive_timeout(Some(config.keepalive()))
         .layer(layers)
         .add_routes(routes)
 }

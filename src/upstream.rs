@@ -77,7 +77,7 @@ impl Upstreams {
     ///
     /// # Errors
     /// When there is no URL or one is invalid.
-    pub fn connect(urls: &[String]) -> anyhow::Result<Self> {
+    pub fn connect(urls: &[String], keepalive: Duration) -> anyhow::Result<Self> {
         anyhow::ensure!(
             !urls.is_empty(),
             "--role gateway needs at least one --upstream URL"
@@ -90,8 +90,8 @@ impl Upstreams {
                     // A dead upstream must cost a caller little: fail fast.
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(20))
-                    .keep_alive_timeout(Duration::from_secs(10));
+                    .http2_keep_alive_interval(keepalive)
+                    .keep_alive_timeout(keepalive);
                 let channels = (0..CONNECTIONS_PER_UPSTREAM)
                     .map(|_| {
                         Upstream::new(

@@ -1,6 +1,7 @@
 //! Serving the HTTP front on a listener: HTTP/1.1 and HTTP/2 on one port (hyper's
 //! auto connection), with a bound on how long a client may take to send its
-//! request headers (so slow-header clients cannot hold connections open), and a
+//! request headers (so slow-header clients cannot hold connections open), pings on
+//! silent HTTP/2 connections (so a peer that is gone does not hold one open), and a
 //! graceful stop that lets in-flight requests finish.
 
 use std::{future::Future, time::Duration};
@@ -18,11 +19,13 @@ const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `app` until `shutdown` completes, then waits for open connections to
 /// finish their requests (the caller bounds that wait). Headers must arrive within
-/// the request timeout (at most 10 s).
+/// the request timeout (at most 10 s); an HTTP/2 connection silent for `keepalive` is
+/// pinged, and closed if the ping goes unanswered as long.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     request_timeout: Duration,
+    keepalive: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -33,7 +36,9 @@ pub async fn serve(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(crate::MAX_CONCURRENT_STREAMS);
+        .max_concurrent_streams(crate::MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(keepalive)
+        .keep_alive_timeout(keepalive);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

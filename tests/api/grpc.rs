@@ -323,3 +323,54 @@ async fn both_ports_bound_the_requests_open_on_one_http2_connection() {
         connection.abort();
     }
 }
+
+/// A peer that goes silent without closing its HTTP/2 connection (a crashed host, a
+/// dropped NAT entry) is pinged, and when it does not answer, disconnected: on both
+/// ports. The client here sends the preface and its SETTINGS, then nothing.
+#[tokio::test]
+async fn both_ports_ping_a_silent_http2_peer_and_close_its_connection() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let app = TestApp::spawn_with(std::sync::Arc::new(tempfile::tempdir().unwrap()), |c| {
+        c.keepalive_secs = 1;
+    })
+    .await;
+    let silent_peer = |base: String| async move {
+        let mut tcp = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .unwrap();
+        // Every frame the server sends (type, flags), until it closes the connection.
+        let mut frames = Vec::new();
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            let mut header = [0u8; 9];
+            while tcp.read_exact(&mut header).await.is_ok() {
+                let length = u32::from_be_bytes([0, header[0], header[1], header[2]]);
+                let mut payload = vec![0; length as usize];
+                if tcp.read_exact(&mut payload).await.is_err() {
+                    break;
+                }
+                frames.push((header[3], header[4]));
+            }
+        })
+        .await;
+        (base, closed.is_ok(), frames)
+    };
+    let (grpc, http) = tokio::join!(
+        silent_peer(app.grpc_base.clone()),
+        silent_peer(app.http_base.clone())
+    );
+    for (base, closed, frames) in [grpc, http] {
+        const PING: u8 = 6;
+        const ACK: u8 = 1;
+        assert!(
+            frames
+                .iter()
+                .any(|&(kind, flags)| kind == PING && flags & ACK == 0),
+            "{base}: no PING among {frames:?}"
+        );
+        assert!(closed, "{base}: still open after 30 s; frames {frames:?}");
+    }
+}

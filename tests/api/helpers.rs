@@ -244,6 +244,7 @@ pub fn serve_args(role: Role, data_dir: &std::path::Path, upstreams: &[String]) 
         database_url: None,
         request_timeout_secs: 30,
         shutdown_timeout_secs: 10,
+        keepalive_secs: 20,
         oidc_issuer: None,
         oidc_audiences: Vec::new(),
         oidc_jwks_url: None,
