@@ -57,6 +57,7 @@ suite! {
         ordering,
         keyset_paging,
         count,
+        count_and_page_agree_while_creates_land,
         delete,
         unicode,
         nul_does_not_panic;
@@ -578,6 +579,43 @@ mod cases {
             .await
             .unwrap();
         assert_eq!((uncounted.items.len(), uncounted.total), (3, None));
+    }
+
+    /// A page that holds every row counts as many rows as it holds, even while
+    /// creates are committed between its reads.
+    pub async fn count_and_page_agree_while_creates_land(store: Arc<dyn Store>) {
+        const CREATES: u32 = 400;
+        let creating = tokio::spawn({
+            let store = store.clone();
+            async move {
+                // Four writers, so that creates land all the time.
+                let writers = (0..4).map(|w| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        for n in (w..CREATES).step_by(4) {
+                            store.insert(&minimal(n)).await.unwrap();
+                        }
+                    })
+                });
+                for writer in writers.collect::<Vec<_>>() {
+                    writer.await.unwrap();
+                }
+            }
+        });
+        let mut reads = 0;
+        while !creating.is_finished() {
+            let listed = page(&*store, None, BY_ID, None, 1000).await;
+            assert_eq!(
+                listed.total,
+                Some(listed.items.len() as u64),
+                "read {reads}: the count is not of the rows the page holds"
+            );
+            reads += 1;
+        }
+        creating.await.unwrap();
+        let listed = page(&*store, None, BY_ID, None, 1000).await;
+        assert_eq!((listed.items.len(), listed.total), (400, Some(400)));
+        assert!(reads > 0);
     }
 
     pub async fn delete(store: Arc<dyn Store>) {

@@ -63,6 +63,10 @@ impl SqlStore<Postgres> {
 }
 
 impl Dialect for Postgres {
+    // READ COMMITTED, the default, takes a snapshot per statement.
+    const SNAPSHOT: Option<&'static str> =
+        Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+
     fn placeholder(n: usize) -> String {
         format!("${n}")
     }

@@ -63,6 +63,9 @@ impl SqlStore<Sqlite> {
 }
 
 impl Dialect for Sqlite {
+    // In WAL mode a transaction reads the snapshot its first read began.
+    const SNAPSHOT: Option<&'static str> = None;
+
     fn placeholder(_: usize) -> String {
         "?".to_owned()
     }

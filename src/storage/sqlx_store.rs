@@ -31,6 +31,10 @@ pub trait Dialect: Database {
     /// How many rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;
 
+    /// The statement that makes a transaction read from one snapshot, run first in
+    /// it; `None` where every transaction already does.
+    const SNAPSHOT: Option<&'static str>;
+
     /// Sorts a driver error into "retry may help" ([`StoreError::Unavailable`]) and
     /// "it will not" ([`StoreError::Internal`]).
     fn classify(error: sqlx::Error) -> StoreError {
@@ -168,6 +172,11 @@ where
         };
     }
     query
+}
+
+/// The stored rows as assignments.
+fn to_assignments(rows: Vec<Row>) -> Result<Vec<Assignment>, StoreError> {
+    rows.into_iter().map(Assignment::try_from).collect()
 }
 
 /// How many times an insert is tried when the row it conflicted with is gone by
@@ -310,27 +319,39 @@ where
             order_by(query.order),
             query.limit
         );
-        let rows: Vec<Row> = bind_all(sqlx::query_as(&sql), page.binds)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(DB::classify)?;
-        let items = rows
-            .into_iter()
-            .map(Assignment::try_from)
-            .collect::<Result<_, _>>()?;
-
-        let total = if query.count {
-            let mut all = Where::new(DB::placeholder);
-            all.push(query.filter, None);
-            let sql = format!("SELECT COUNT(*) FROM assignments WHERE {}", all.sql);
-            let (count,): (i64,) = bind_all(sqlx::query_as(&sql), all.binds)
-                .fetch_one(&self.pool)
+        if !query.count {
+            let rows: Vec<Row> = bind_all(sqlx::query_as(&sql), page.binds)
+                .fetch_all(&self.pool)
                 .await
                 .map_err(DB::classify)?;
-            Some(count.unsigned_abs())
-        } else {
-            None
-        };
+            return Ok(ListPage {
+                items: to_assignments(rows)?,
+                total: None,
+            });
+        }
+        // The page and the count from one snapshot: a create committed between the
+        // two reads must not make the count disagree with the page.
+        let mut all = Where::new(DB::placeholder);
+        all.push(query.filter, None);
+        let count_sql = format!("SELECT COUNT(*) FROM assignments WHERE {}", all.sql);
+        let mut snapshot = self.pool.begin().await.map_err(DB::classify)?;
+        if let Some(statement) = DB::SNAPSHOT {
+            sqlx::query(statement)
+                .execute(&mut *snapshot)
+                .await
+                .map_err(DB::classify)?;
+        }
+        let rows: Vec<Row> = bind_all(sqlx::query_as(&sql), page.binds)
+            .fetch_all(&mut *snapshot)
+            .await
+            .map_err(DB::classify)?;
+        let (count,): (i64,) = bind_all(sqlx::query_as(&count_sql), all.binds)
+            .fetch_one(&mut *snapshot)
+            .await
+            .map_err(DB::classify)?;
+        snapshot.rollback().await.map_err(DB::classify)?;
+        let items = to_assignments(rows)?;
+        let total = Some(count.unsigned_abs());
         Ok(ListPage { items, total })
     }
 
