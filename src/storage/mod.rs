@@ -73,6 +73,7 @@ pub struct ListQuery<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct ListPage {
     pub items: Vec<Assignment>,
+    /// Every match of the filter (not only those after the cursor), seen as the page saw the store.
     pub total: Option<u64>,
 }
 
@@ -116,7 +117,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get(&self, id: &AssignmentId) -> Result<Option<Assignment>, StoreError>;
 
     /// Up to `query.limit` assignments that match the filter, after the cursor, in
-    /// order. Keyset paging: the cost does not grow with how far the walk is.
+    /// order. Keyset paging: the cost does not grow with how far the walk is. The
+    /// count, when asked for, is read from the same snapshot as the page.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
