@@ -17,7 +17,6 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::{
     io::{AsyncBufReadExt as _, BufReader},
-    net::TcpListener,
     process::Child,
     sync::mpsc,
     task::JoinHandle,
@@ -93,9 +92,9 @@ impl TestApp {
         config.database_url = database_url.clone();
         configure(&mut config);
         let listeners = Listeners {
-            http: Some(TcpListener::bind(config.http_addr).await.unwrap()),
-            grpc: Some(TcpListener::bind(config.grpc_addr).await.unwrap()),
-            admin: Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            http: Some(entitlement_gateway::listen(config.http_addr).unwrap()),
+            grpc: Some(entitlement_gateway::listen(config.grpc_addr).unwrap()),
+            admin: Some(entitlement_gateway::listen(([127, 0, 0, 1], 0).into()).unwrap()),
         };
         let admin_base = format!(
             "http://{}",

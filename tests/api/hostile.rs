@@ -1483,14 +1483,13 @@ async fn raw_exchange(
 #[tokio::test]
 async fn lying_and_stalling_clients_get_a_prompt_4xx() {
     use entitlement_gateway::{Listeners, config::Role};
-    use tokio::net::TcpListener;
 
     let dir = tempfile::tempdir().unwrap();
     let mut config = crate::helpers::serve_args(Role::All, dir.path(), &[]);
     config.request_timeout_secs = 1;
     let listeners = Listeners {
-        http: Some(TcpListener::bind(config.http_addr).await.unwrap()),
-        grpc: Some(TcpListener::bind(config.grpc_addr).await.unwrap()),
+        http: Some(entitlement_gateway::listen(config.http_addr).unwrap()),
+        grpc: Some(entitlement_gateway::listen(config.grpc_addr).unwrap()),
         admin: None,
     };
     let addr = listeners
