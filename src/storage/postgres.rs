@@ -64,8 +64,7 @@ impl SqlStore<Postgres> {
 
 impl Dialect for Postgres {
     // READ COMMITTED, the default, takes a snapshot per statement.
-    const SNAPSHOT: Option<&'static str> =
-        Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+    const BEGIN_SNAPSHOT: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 
     fn placeholder(n: usize) -> String {
         format!("${n}")

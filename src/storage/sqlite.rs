@@ -63,8 +63,8 @@ impl SqlStore<Sqlite> {
 }
 
 impl Dialect for Sqlite {
-    // In WAL mode a transaction reads the snapshot its first read began.
-    const SNAPSHOT: Option<&'static str> = None;
+    // In WAL mode a (deferred) transaction reads the snapshot its first read began.
+    const BEGIN_SNAPSHOT: &'static str = "BEGIN";
 
     fn placeholder(_: usize) -> String {
         "?".to_owned()

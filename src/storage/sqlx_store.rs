@@ -31,9 +31,9 @@ pub trait Dialect: Database {
     /// How many rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;
 
-    /// The statement that makes a transaction read from one snapshot, run first in
-    /// it; `None` where every transaction already does.
-    const SNAPSHOT: Option<&'static str>;
+    /// The statement that begins a read-only transaction whose reads all see one
+    /// snapshot.
+    const BEGIN_SNAPSHOT: &'static str;
 
     /// Sorts a driver error into "retry may help" ([`StoreError::Unavailable`]) and
     /// "it will not" ([`StoreError::Internal`]).
@@ -172,11 +172,6 @@ where
         };
     }
     query
-}
-
-/// The stored rows as assignments.
-fn to_assignments(rows: Vec<Row>) -> Result<Vec<Assignment>, StoreError> {
-    rows.into_iter().map(Assignment::try_from).collect()
 }
 
 /// How many times an insert is tried when the row it conflicted with is gone by
@@ -319,39 +314,39 @@ where
             order_by(query.order),
             query.limit
         );
-        if !query.count {
-            let rows: Vec<Row> = bind_all(sqlx::query_as(&sql), page.binds)
+        let page_query = bind_all(sqlx::query_as(&sql), page.binds);
+        let (rows, total): (Vec<Row>, _) = if query.count {
+            // The page and the count from one snapshot: a create committed between
+            // the two reads must not make the count disagree with the page.
+            let mut all = Where::new(DB::placeholder);
+            all.push(query.filter, None);
+            let count_sql = format!("SELECT COUNT(*) FROM assignments WHERE {}", all.sql);
+            let mut snapshot = self
+                .pool
+                .begin_with(DB::BEGIN_SNAPSHOT)
+                .await
+                .map_err(DB::classify)?;
+            let rows = page_query
+                .fetch_all(&mut *snapshot)
+                .await
+                .map_err(DB::classify)?;
+            let (count,): (i64,) = bind_all(sqlx::query_as(&count_sql), all.binds)
+                .fetch_one(&mut *snapshot)
+                .await
+                .map_err(DB::classify)?;
+            snapshot.rollback().await.map_err(DB::classify)?;
+            (rows, Some(count.unsigned_abs()))
+        } else {
+            let rows = page_query
                 .fetch_all(&self.pool)
                 .await
                 .map_err(DB::classify)?;
-            return Ok(ListPage {
-                items: to_assignments(rows)?,
-                total: None,
-            });
-        }
-        // The page and the count from one snapshot: a create committed between the
-        // two reads must not make the count disagree with the page.
-        let mut all = Where::new(DB::placeholder);
-        all.push(query.filter, None);
-        let count_sql = format!("SELECT COUNT(*) FROM assignments WHERE {}", all.sql);
-        let mut snapshot = self.pool.begin().await.map_err(DB::classify)?;
-        if let Some(statement) = DB::SNAPSHOT {
-            sqlx::query(statement)
-                .execute(&mut *snapshot)
-                .await
-                .map_err(DB::classify)?;
-        }
-        let rows: Vec<Row> = bind_all(sqlx::query_as(&sql), page.binds)
-            .fetch_all(&mut *snapshot)
-            .await
-            .map_err(DB::classify)?;
-        let (count,): (i64,) = bind_all(sqlx::query_as(&count_sql), all.binds)
-            .fetch_one(&mut *snapshot)
-            .await
-            .map_err(DB::classify)?;
-        snapshot.rollback().await.map_err(DB::classify)?;
-        let items = to_assignments(rows)?;
-        let total = Some(count.unsigned_abs());
+            (rows, None)
+        };
+        let items = rows
+            .into_iter()
+            .map(Assignment::try_from)
+            .collect::<Result<_, _>>()?;
         Ok(ListPage { items, total })
     }
 
