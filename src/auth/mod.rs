@@ -279,37 +279,45 @@ const MAX_VERIFIED_TOKENS: usize = 4096;
 
 /// Tokens that verified, with their principal, until they expire: a caller sends
 /// the same token with every request, and checking its signature again each time
-/// is most of what authentication costs. (A token signed with a key that is later
-/// withdrawn from the JWKS is still accepted until its `exp`.)
+/// is most of what authentication costs. Each is remembered with the external
+/// issuer's count of key withdrawals at the time: once a refresh of the JWKS
+/// withdraws a key, every token is verified again, so one signed with that key is
+/// refused from then on.
 #[derive(Default)]
 struct VerifiedTokens {
     entries: Mutex<TokenMap>,
 }
 
-/// Each verified token's principal (shared: a hit copies no strings) and expiry
-/// (`exp`). Hashed with foldhash, not SipHash: hashing the token is most of a lookup,
+/// Each verified token's principal (shared: a hit copies no strings), expiry
+/// (`exp`) and the key withdrawals counted when it was verified. Hashed with foldhash, not SipHash: hashing the token is most of a lookup,
 /// and only tokens that verified are ever stored, so no caller can fill the map with
 /// keys chosen to collide.
-type TokenMap = HashMap<Box<str>, (Arc<Principal>, u64), foldhash::fast::RandomState>;
+type TokenMap = HashMap<Box<str>, Verified, foldhash::fast::RandomState>;
+
+struct Verified {
+    principal: Arc<Principal>,
+    expires: u64,
+    withdrawals: u64,
+}
 
 impl VerifiedTokens {
-    fn get(&self, token: &str, now: u64) -> Option<Arc<Principal>> {
+    fn get(&self, token: &str, now: u64, withdrawals: u64) -> Option<Arc<Principal>> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(token)
-            .filter(|(_, expires)| now < *expires)
-            .map(|(principal, _)| principal.clone())
+            .filter(|entry| now < entry.expires && entry.withdrawals == withdrawals)
+            .map(|entry| entry.principal.clone())
     }
 
-    fn put(&self, token: &str, principal: &Arc<Principal>, expires: u64, now: u64) {
+    fn put(&self, token: &str, entry: Verified, now: u64) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= MAX_VERIFIED_TOKENS {
-            entries.retain(|_, (_, expires)| now < *expires);
+            entries.retain(|_, kept| now < kept.expires && kept.withdrawals == entry.withdrawals);
             if entries.len() >= MAX_VERIFIED_TOKENS {
                 entries.clear();
             }
         }
-        entries.insert(token.into(), (principal.clone(), expires));
+        entries.insert(token.into(), entry);
     }
 }
 
@@ -356,7 +364,13 @@ impl Authenticator {
             return Err(Error::Unauthenticated(EMPTY_TOKEN));
         };
         let now = unix_now();
-        if let Some(principal) = self.verified.get(token, now) {
+        // Read before the token is verified: a key withdrawn meanwhile makes this
+        // verification one to repeat.
+        let withdrawals = self
+            .external
+            .as_ref()
+            .map_or(0, |issuer| issuer.key_withdrawals());
+        if let Some(principal) = self.verified.get(token, now, withdrawals) {
             return Ok(principal);
         }
         let claims = self.verify(token).map_err(|reason| {
@@ -376,7 +390,15 @@ impl Authenticator {
             subject: claims.sub,
             permissions,
         });
-        self.verified.put(token, &principal, claims.exp, now);
+        self.verified.put(
+            token,
+            Verified {
+                principal: principal.clone(),
+                expires: claims.exp,
+                withdrawals,
+            },
+            now,
+        );
         Ok(principal)
     }
 

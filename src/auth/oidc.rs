@@ -4,8 +4,12 @@
 //! a token names a key id the cache does not know, for key rotation).
 
 use std::{
+    collections::HashSet,
     path::PathBuf,
-    sync::{Arc, RwLock, Weak},
+    sync::{
+        Arc, RwLock, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -50,12 +54,17 @@ struct PublicKey {
     kid: Option<String>,
     algorithm: Algorithm,
     key: DecodingKey,
+    /// The key's JWK as published (its JSON text), to tell whether a later JWKS
+    /// still holds it.
+    published: String,
 }
 
 /// An external issuer with its cached keys.
 pub struct ExternalIssuer {
     config: OidcConfig,
     keys: RwLock<Arc<Vec<PublicKey>>>,
+    /// How many reads of the JWKS have withdrawn a key it held before.
+    withdrawals: AtomicU64,
     /// Asks the refresher for an early read of the JWKS.
     refresh_soon: Arc<Notify>,
     client: reqwest::Client,
@@ -81,6 +90,7 @@ impl ExternalIssuer {
         let issuer = Arc::new(Self {
             config,
             keys: RwLock::new(Arc::new(Vec::new())),
+            withdrawals: AtomicU64::new(0),
             refresh_soon: Arc::new(Notify::new()),
             client: reqwest::Client::builder().timeout(FETCH_TIMEOUT).build()?,
         });
@@ -117,8 +127,30 @@ impl ExternalIssuer {
             "the JWKS holds no RS256 or ES256 signing key"
         );
         let count = keys.len();
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        let kept: HashSet<&str> = keys.iter().map(|k| k.published.as_str()).collect();
+        let mut current = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let withdrawn = current
+            .iter()
+            .filter(|old| !kept.contains(old.published.as_str()))
+            .count();
+        if withdrawn > 0 {
+            // Bumped while the new keys are being put in place: a token verified with
+            // a withdrawn key is never remembered under the new count.
+            self.withdrawals.fetch_add(1, Ordering::AcqRel);
+            tracing::info!(
+                issuer = %self.config.issuer,
+                withdrawn,
+                "keys withdrawn from the JWKS; tokens they signed are no longer accepted"
+            );
+        }
+        *current = Arc::new(keys);
         Ok(count)
+    }
+
+    /// How many reads of the JWKS have withdrawn a key: a token verified before
+    /// this number last changed must be verified again.
+    pub(super) fn key_withdrawals(&self) -> u64 {
+        self.withdrawals.load(Ordering::Acquire)
     }
 
     /// Verifies a token of this issuer.
@@ -190,6 +222,7 @@ fn parse_jwks(text: &str) -> anyhow::Result<Vec<PublicKey>> {
         serde_json::from_str(text).context("the JWKS is not a JSON object with \"keys\"")?;
     let mut keys = Vec::new();
     for value in document.keys {
+        let published = value.to_string();
         // Keys of types this library does not know are skipped, not fatal.
         let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
             continue;
@@ -213,6 +246,7 @@ fn parse_jwks(text: &str) -> anyhow::Result<Vec<PublicKey>> {
             kid: jwk.common.key_id.clone(),
             algorithm,
             key,
+            published,
         });
     }
     Ok(keys)

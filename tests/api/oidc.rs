@@ -284,3 +284,89 @@ async fn a_misconfigured_issuer_stops_the_start() {
         "{error:#}"
     );
 }
+
+/// A JWKS endpoint whose document can be replaced; it counts how often the
+/// current document has been served.
+struct JwksEndpoint {
+    url: String,
+    document: Arc<std::sync::Mutex<String>>,
+    served: tokio::sync::watch::Sender<usize>,
+}
+
+impl JwksEndpoint {
+    async fn start(document: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/keys", listener.local_addr().unwrap());
+        let document = Arc::new(std::sync::Mutex::new(document));
+        let served = tokio::sync::watch::Sender::new(0);
+        let app = axum::Router::new().route(
+            "/keys",
+            axum::routing::get({
+                let (document, served) = (document.clone(), served.clone());
+                move || async move {
+                    let body = document.lock().unwrap().clone();
+                    served.send_modify(|n| *n += 1);
+                    body
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            url,
+            document,
+            served,
+        }
+    }
+
+    fn publish(&self, document: String) {
+        *self.document.lock().unwrap() = document;
+        self.served.send_replace(0);
+    }
+
+    /// Returns once the current document has been served `times` times.
+    async fn served(&self, times: usize) {
+        let mut served = self.served.subscribe();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            served.wait_for(|n| *n >= times),
+        )
+        .await
+        .expect("the JWKS is read again")
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_key_withdrawn_from_the_jwks_no_longer_verifies_its_tokens() {
+    let endpoint = JwksEndpoint::start(jwks(&[rsa(), ec()])).await;
+    let app = TestApp::spawn_with(Arc::new(tempfile::tempdir().unwrap()), |config| {
+        config.oidc_issuer = Some(ISSUER.to_owned());
+        config.oidc_audiences = vec![AUDIENCE.to_owned()];
+        config.oidc_jwks_url = Some(endpoint.url.clone());
+        // The shortest refresh there is (the command line allows 30 s and more).
+        config.oidc_jwks_refresh_secs = 1;
+    })
+    .await;
+    let roles = json!({"roles": ["EntitlementManagement.ReadWrite.All"]});
+    let (signed_by_rsa, signed_by_ec) = (token(&rsa(), roles.clone()), token(&ec(), roles));
+    // Both verify, and are remembered as verified.
+    for token in [&signed_by_rsa, &signed_by_ec, &signed_by_rsa] {
+        assert_eq!(create(&app, token).await.status().as_u16(), 201);
+    }
+
+    // The issuer withdraws its RSA key. The refresher reads the JWKS again only
+    // after it has put the last read in place, so a second read of the new
+    // document means the first one is in force.
+    endpoint.publish(jwks(&[ec()]));
+    endpoint.served(2).await;
+
+    assert_graph_error(
+        create(&app, &signed_by_rsa).await,
+        401,
+        "InvalidAuthenticationToken",
+    )
+    .await;
+    assert_eq!(create(&app, &signed_by_ec).await.status().as_u16(), 201);
+    // The local key is not the issuer's: its tokens are unaffected.
+    assert_eq!(create(&app, &app.token).await.status().as_u16(), 201);
+}
