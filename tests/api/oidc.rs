@@ -289,46 +289,44 @@ async fn a_misconfigured_issuer_stops_the_start() {
 /// current document has been served.
 struct JwksEndpoint {
     url: String,
-    document: Arc<std::sync::Mutex<String>>,
-    served: tokio::sync::watch::Sender<usize>,
+    /// The document, and how often it was served: one value, so that a read can
+    /// never count for a document it did not get.
+    document: tokio::sync::watch::Sender<(String, usize)>,
 }
 
 impl JwksEndpoint {
     async fn start(document: String) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/keys", listener.local_addr().unwrap());
-        let document = Arc::new(std::sync::Mutex::new(document));
-        let served = tokio::sync::watch::Sender::new(0);
+        let document = tokio::sync::watch::Sender::new((document, 0));
         let app = axum::Router::new().route(
             "/keys",
             axum::routing::get({
-                let (document, served) = (document.clone(), served.clone());
+                let document = document.clone();
                 move || async move {
-                    let body = document.lock().unwrap().clone();
-                    served.send_modify(|n| *n += 1);
+                    let mut body = String::new();
+                    document.send_modify(|(current, served)| {
+                        *served += 1;
+                        body.clone_from(current);
+                    });
                     body
                 }
             }),
         );
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self {
-            url,
-            document,
-            served,
-        }
+        Self { url, document }
     }
 
     fn publish(&self, document: String) {
-        *self.document.lock().unwrap() = document;
-        self.served.send_replace(0);
+        self.document.send_replace((document, 0));
     }
 
     /// Returns once the current document has been served `times` times.
     async fn served(&self, times: usize) {
-        let mut served = self.served.subscribe();
+        let mut document = self.document.subscribe();
         tokio::time::timeout(
             std::time::Duration::from_secs(30),
-            served.wait_for(|n| *n >= times),
+            document.wait_for(|(_, served)| *served >= times),
         )
         .await
         .expect("the JWKS is read again")
