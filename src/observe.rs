@@ -9,7 +9,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use futures_util::future::Either;
@@ -47,35 +47,97 @@ pub fn upstream_code(code: Code) {
 
 /// What the access-log line of one HTTP request says.
 #[derive(Debug)]
-pub struct HttpAccess<'a> {
-    pub method: &'a str,
+struct HttpAccess<'a> {
+    method: &'a str,
     /// The matched route (the path pattern), never the raw URL.
-    pub route: &'a str,
-    pub status: u16,
-    pub took: Duration,
-    pub request_id: &'a str,
-    pub client_request_id: Option<&'a str>,
-    pub grpc_code: Option<Code>,
-    pub trace_id: Option<opentelemetry::trace::TraceId>,
+    route: &'a str,
+    status: u16,
+    request_id: &'a str,
+    client_request_id: Option<&'a str>,
+    grpc_code: Option<Code>,
+    trace_id: Option<opentelemetry::trace::TraceId>,
 }
 
-/// Records an HTTP request: its metrics and its access-log line.
-pub fn http_request(metrics: &Metrics, access: &HttpAccess<'_>) {
-    metrics.http_request(access.route, access.method, access.status, access.took);
-    tracing::event!(
-        target: "access",
-        tracing::Level::INFO,
-        // Strings as Display: Debug would quote and escape each one.
-        http.method = %access.method,
-        http.route = %access.route,
-        http.status = access.status,
-        duration_ms = access.took.as_secs_f64() * 1000.0,
-        request.id = %access.request_id,
-        client_request.id = access.client_request_id.map(tracing::field::display),
-        grpc.code = access.grpc_code.map(code_name).map(tracing::field::display),
-        trace.id = access.trace_id.map(tracing::field::display),
-        "request"
-    );
+/// The status an HTTP request is recorded with when it ends unanswered: nginx's
+/// "client closed request".
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// The access line and metrics an HTTP request owes: written by
+/// [`HttpRecord::finish`] with the status of its answer, or, when the request's
+/// future is dropped before it was answered (hyper drops it when the client goes
+/// away), on drop with [`CLIENT_CLOSED_REQUEST`]. Either way exactly once.
+#[derive(Debug)]
+pub struct HttpRecord<'a> {
+    metrics: &'a Metrics,
+    started: Instant,
+    access: HttpAccess<'a>,
+    pending: bool,
+}
+
+impl<'a> HttpRecord<'a> {
+    /// A request that started at `started`.
+    pub fn new(
+        metrics: &'a Metrics,
+        started: Instant,
+        method: &'a str,
+        route: &'a str,
+        request_id: &'a str,
+        client_request_id: Option<&'a str>,
+        trace_id: Option<opentelemetry::trace::TraceId>,
+    ) -> Self {
+        Self {
+            metrics,
+            started,
+            access: HttpAccess {
+                method,
+                route,
+                status: CLIENT_CLOSED_REQUEST,
+                request_id,
+                client_request_id,
+                grpc_code: None,
+                trace_id,
+            },
+            pending: true,
+        }
+    }
+
+    /// Records the request as answered with `status`, after the gRPC call that
+    /// ended with `grpc_code` (if it made one).
+    pub fn finish(mut self, status: u16, grpc_code: Option<Code>) {
+        self.access.status = status;
+        self.access.grpc_code = grpc_code;
+        self.record();
+    }
+
+    fn record(&mut self) {
+        if !std::mem::take(&mut self.pending) {
+            return;
+        }
+        let access = &self.access;
+        let took = self.started.elapsed();
+        self.metrics
+            .http_request(access.route, access.method, access.status, took);
+        tracing::event!(
+            target: "access",
+            tracing::Level::INFO,
+            // Strings as Display: Debug would quote and escape each one.
+            http.method = %access.method,
+            http.route = %access.route,
+            http.status = access.status,
+            duration_ms = took.as_secs_f64() * 1000.0,
+            request.id = %access.request_id,
+            client_request.id = access.client_request_id.map(tracing::field::display),
+            grpc.code = access.grpc_code.map(code_name).map(tracing::field::display),
+            trace.id = access.trace_id.map(tracing::field::display),
+            "request"
+        );
+    }
+}
+
+impl Drop for HttpRecord<'_> {
+    fn drop(&mut self) {
+        self.record();
+    }
 }
 
 /// The gRPC methods served, by path; anything else is counted as `other`, so a
@@ -165,7 +227,6 @@ where
                 .map(str::to_owned)
         };
         let from_network = request.extensions().get::<TcpConnectInfo>().is_some();
-        let metrics = self.metrics.clone();
         let (call, line) = if from_network || self.traced {
             let (request_id, client_request_id) =
                 (header("request-id"), header("client-request-id"));
@@ -193,10 +254,15 @@ where
             // Already inside the HTTP request's span, whose ids its lines carry.
             (Either::Right(self.inner.call(request)), None)
         };
+        let record = GrpcRecord {
+            metrics: self.metrics.clone(),
+            method,
+            started,
+            in_flight: Some(in_flight),
+            line,
+        };
         Box::pin(async move {
             let result = call.await;
-            let took = started.elapsed();
-            drop(in_flight);
             // A unary call that fails is answered with its status in the headers
             // (trailers-only); one that succeeds puts OK in the trailers.
             let code = match &result {
@@ -206,21 +272,62 @@ where
                     .map_or(Code::Ok, |status| Code::from_bytes(status.as_bytes())),
                 Err(_) => Code::Unknown,
             };
-            metrics.grpc_request(method, code, took);
-            if let Some((request_id, client_request_id, trace_id)) = line {
-                tracing::event!(
-                    target: "access",
-                    tracing::Level::INFO,
-                    rpc.method = %method,
-                    grpc.code = %code_name(code),
-                    duration_ms = took.as_secs_f64() * 1000.0,
-                    request.id = request_id.map(tracing::field::display),
-                    client_request.id = client_request_id.map(tracing::field::display),
-                    trace.id = trace_id.map(tracing::field::display),
-                    "call"
-                );
-            }
+            record.finish(code);
             result
         })
+    }
+}
+
+/// The ids of a gRPC call from the network, for its access line.
+type CallLine = (
+    Option<String>,
+    Option<String>,
+    Option<opentelemetry::trace::TraceId>,
+);
+
+/// The metrics (and, for a call from the network, the access line) a gRPC call
+/// owes: written by [`GrpcRecord::finish`] with the call's code, or, when the
+/// call's future is dropped before it was answered (its caller reset the stream
+/// or went away), on drop with CANCELLED. Either way exactly once.
+struct GrpcRecord {
+    metrics: Arc<Metrics>,
+    method: &'static str,
+    started: Instant,
+    in_flight: Option<crate::metrics::InFlight>,
+    line: Option<CallLine>,
+}
+
+impl GrpcRecord {
+    fn finish(mut self, code: Code) {
+        self.record(code);
+    }
+
+    fn record(&mut self, code: Code) {
+        // Taken once: whatever is recorded second finds it gone.
+        let Some(in_flight) = self.in_flight.take() else {
+            return;
+        };
+        let took = self.started.elapsed();
+        drop(in_flight);
+        self.metrics.grpc_request(self.method, code, took);
+        if let Some((request_id, client_request_id, trace_id)) = self.line.take() {
+            tracing::event!(
+                target: "access",
+                tracing::Level::INFO,
+                rpc.method = %self.method,
+                grpc.code = %code_name(code),
+                duration_ms = took.as_secs_f64() * 1000.0,
+                request.id = request_id.map(tracing::field::display),
+                client_request.id = client_request_id.map(tracing::field::display),
+                trace.id = trace_id.map(tracing::field::display),
+                "call"
+            );
+        }
+    }
+}
+
+impl Drop for GrpcRecord {
+    fn drop(&mut self) {
+        self.record(Code::Cancelled);
     }
 }

@@ -374,6 +374,17 @@ async fn request_context(
         }
     }
     let trace_id = telemetry::adopt(&span, &context.trace);
+    // From here the request owes its access line and metrics, even if its future
+    // is dropped unanswered.
+    let record = observe::HttpRecord::new(
+        &state.metrics,
+        started,
+        method.as_str(),
+        &route,
+        &context.request_id,
+        context.client_request_id.as_deref(),
+        trace_id,
+    );
 
     let header_bytes: usize = request
         .headers()
@@ -404,19 +415,7 @@ async fn request_context(
         headers.insert(CLIENT_REQUEST_ID, value);
     }
     headers.insert(ODATA_VERSION, HeaderValue::from_static("4.0"));
-    observe::http_request(
-        &state.metrics,
-        &observe::HttpAccess {
-            method: method.as_str(),
-            route: &route,
-            status: response.status().as_u16(),
-            took: started.elapsed(),
-            request_id: &context.request_id,
-            client_request_id: context.client_request_id.as_deref(),
-            grpc_code,
-            trace_id,
-        },
-    );
+    record.finish(response.status().as_u16(), grpc_code);
     response
 }
 

@@ -34,12 +34,12 @@ fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 }
 
 async fn scrape(app: &TestApp) -> String {
-    let response = app
-        .http
-        .get(format!("{}/metrics", app.admin_base))
-        .send()
-        .await
-        .unwrap();
+    scrape_admin(&app.admin_base).await
+}
+
+/// The metrics of the admin listener at `admin_base`.
+async fn scrape_admin(admin_base: &str) -> String {
+    let response = reqwest::get(format!("{admin_base}/metrics")).await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()["content-type"]
@@ -194,15 +194,46 @@ async fn post_seed(base: &str, token: &str, traceparent: Option<&str>) -> reqwes
     response
 }
 
-#[tokio::test]
-async fn a_json_access_line_carries_the_request_id_and_no_secret() {
-    let dir = tempfile::tempdir().unwrap();
-    let token = mint(dir.path()).await;
-    let mut process = Process::start(
-        dir.path(),
+/// The binary, all-in-one, on free ports with its data in `dir`, and a token of
+/// its key.
+async fn all_in_one(dir: &std::path::Path) -> (String, Process) {
+    let token = mint(dir).await;
+    let process = Process::start(
+        dir,
         &["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"],
     )
     .await;
+    (token, process)
+}
+
+/// A client of `process`'s gRPC port.
+async fn grpc_client(
+    process: &Process,
+) -> entitlement_gateway::proto::v1::entitlement_management_client::EntitlementManagementClient<
+    tonic::transport::Channel,
+> {
+    let grpc = format!("http://{}", process.grpc_addr.clone().unwrap());
+    entitlement_gateway::proto::v1::entitlement_management_client::EntitlementManagementClient::connect(grpc)
+        .await
+        .unwrap()
+}
+
+/// `message` as a call with the caller's token and its own request id.
+fn grpc_request<T>(message: T, token: &str, request_id: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("request-id", request_id.parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn a_json_access_line_carries_the_request_id_and_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, mut process) = all_in_one(dir.path()).await;
     let response = post_seed(&process.http_base, &token, Some(TRACEPARENT)).await;
     let request_id = response.headers()["request-id"]
         .to_str()
@@ -225,20 +256,14 @@ async fn a_json_access_line_carries_the_request_id_and_no_secret() {
     assert_recent_rfc3339_micros(line["timestamp"].as_str().unwrap());
 
     // A direct gRPC call from the network gets a line of its own.
-    let grpc = format!("http://{}", process.grpc_addr.clone().unwrap());
-    let mut client =
-        entitlement_gateway::proto::v1::entitlement_management_client::EntitlementManagementClient::connect(grpc)
-            .await
-            .unwrap();
-    let mut request = tonic::Request::new(entitlement_gateway::proto::v1::GetAssignmentRequest {
-        id: "9f2d4e0b-6a1c-4c55-9d0e-0d7c1a3b2e11".to_owned(),
-    });
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-        .metadata_mut()
-        .insert("request-id", "grpc-caller-1".parse().unwrap());
+    let mut client = grpc_client(&process).await;
+    let request = grpc_request(
+        entitlement_gateway::proto::v1::GetAssignmentRequest {
+            id: "9f2d4e0b-6a1c-4c55-9d0e-0d7c1a3b2e11".to_owned(),
+        },
+        &token,
+        "grpc-caller-1",
+    );
     let status = client.get_assignment(request).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
     let line = process
@@ -596,4 +621,177 @@ fn assert_recent_rfc3339_micros(timestamp: &str) {
         .unwrap();
     let off = (i64::try_from(now.as_secs()).unwrap() - at.seconds()).abs();
     assert!(off < 60, "{timestamp} is {off} s from now");
+}
+
+/// What [`silent_upstream`] saw of a call.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Arrived(String),
+    Reset(String, h2::Reason),
+}
+
+/// A gRPC upstream that takes every call and never answers it; it reports each
+/// call's path when it arrives, and again when the caller resets it. Returns its
+/// URL.
+async fn silent_upstream() -> (String, mpsc::UnboundedReceiver<Seen>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (seen, calls) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(socket).await else {
+                    return;
+                };
+                while let Some(Ok((request, mut respond))) = connection.accept().await {
+                    let path = request.uri().path().to_owned();
+                    let _ = seen.send(Seen::Arrived(path.clone()));
+                    let seen = seen.clone();
+                    tokio::spawn(async move {
+                        if let Ok(reason) = std::future::poll_fn(|cx| respond.poll_reset(cx)).await
+                        {
+                            let _ = seen.send(Seen::Reset(path, reason));
+                        }
+                    });
+                }
+            });
+        }
+    });
+    (url, calls)
+}
+
+/// The next call to `path` that `calls` reports.
+async fn next_call(calls: &mut mpsc::UnboundedReceiver<Seen>, path: &str) -> Seen {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match calls.recv().await.expect("the upstream runs") {
+                Seen::Arrived(p) | Seen::Reset(p, _) if p != path => {}
+                seen => return seen,
+            }
+        }
+    })
+    .await
+    .expect("the call reaches the upstream")
+}
+
+#[tokio::test]
+async fn a_request_its_client_abandons_is_logged_and_counted_and_its_call_cancelled() {
+    const CREATE: &str = "/entitlement.v1.EntitlementManagement/CreateAssignment";
+    const CLIENT_REQUEST_ID: &str = "abandoned-by-its-client-1";
+    let (upstream, mut calls) = silent_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = mint(dir.path()).await;
+    let mut gateway = Process::start(
+        dir.path(),
+        &[
+            "--role",
+            "gateway",
+            "--upstream",
+            &upstream,
+            "--http-addr",
+            "127.0.0.1:0",
+        ],
+    )
+    .await;
+
+    // A whole create, over a connection the client then closes while the gateway
+    // waits for the upstream's answer.
+    let route = format!("/beta{COLLECTION}");
+    let mut client =
+        tokio::net::TcpStream::connect(gateway.http_base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+    let request = format!(
+        "POST {route} HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\nclient-request-id: {CLIENT_REQUEST_ID}\r\n\
+         content-length: {}\r\n\r\n{SEED_REQUEST}",
+        SEED_REQUEST.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut client, request.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        next_call(&mut calls, CREATE).await,
+        Seen::Arrived(CREATE.to_owned())
+    );
+    drop(client);
+
+    // The upstream call is cancelled, not left to run.
+    assert_eq!(
+        next_call(&mut calls, CREATE).await,
+        Seen::Reset(CREATE.to_owned(), h2::Reason::CANCEL)
+    );
+    // The request has its access line, with nginx's "client closed request".
+    let line = gateway
+        .line(|json| json["target"] == "access" && json["client_request.id"] == CLIENT_REQUEST_ID)
+        .await;
+    assert_eq!(line["http.status"], 499);
+    assert_eq!(line["http.method"], "POST");
+    assert_eq!(line["http.route"], route.as_str());
+    // And it is counted.
+    let metrics = scrape_admin(&gateway.admin_base).await;
+    let count = |status| {
+        sample(
+            &metrics,
+            "entitlement_gateway_http_requests_total",
+            &[("route", &route), ("method", "POST"), ("status", status)],
+        )
+    };
+    assert_eq!(count("499"), Some(1.0), "{metrics}");
+    assert_eq!(count("201"), None, "{metrics}");
+    assert_eq!(
+        sample(
+            &metrics,
+            "entitlement_gateway_requests_in_flight",
+            &[("server", "http")]
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_grpc_call_its_caller_abandons_is_logged_and_counted_as_cancelled() {
+    const CREATE: &str = "/entitlement.v1.EntitlementManagement/CreateAssignment";
+    let dir = tempfile::tempdir().unwrap();
+    let (token, mut process) = all_in_one(dir.path()).await;
+    // Another connection holds the database's write lock, so a create waits for it.
+    let lock =
+        rusqlite::Connection::open(dir.path().join(entitlement_gateway::DATABASE_FILE)).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let mut client = grpc_client(&process).await;
+    let seed = entitlement_gateway::http::graph_json::parse_assignment(SEED_REQUEST.as_bytes());
+    let request = grpc_request(
+        entitlement_gateway::proto::v1::CreateAssignmentRequest {
+            assignment: Some(seed.unwrap()),
+        },
+        &token,
+        "abandoned-grpc-call-1",
+    );
+    // The caller gives up (and resets the stream) long before the lock is released.
+    let gave_up =
+        tokio::time::timeout(Duration::from_secs(1), client.create_assignment(request)).await;
+    assert!(
+        gave_up.is_err(),
+        "the create waits for the lock: {gave_up:?}"
+    );
+
+    let line = process
+        .line(|json| json["target"] == "access" && json["request.id"] == "abandoned-grpc-call-1")
+        .await;
+    assert_eq!(line["rpc.method"], CREATE);
+    assert_eq!(line["grpc.code"], "CANCELLED");
+    let metrics = scrape_admin(&process.admin_base).await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "entitlement_gateway_grpc_requests_total",
+            &[("method", CREATE), ("code", "CANCELLED")]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    lock.execute_batch("ROLLBACK").unwrap();
 }
