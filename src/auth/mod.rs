@@ -288,12 +288,13 @@ struct VerifiedTokens {
     entries: Mutex<TokenMap>,
 }
 
-/// Each verified token's principal (shared: a hit copies no strings), expiry
-/// (`exp`) and the key withdrawals counted when it was verified. Hashed with foldhash, not SipHash: hashing the token is most of a lookup,
-/// and only tokens that verified are ever stored, so no caller can fill the map with
-/// keys chosen to collide.
+/// Each verified token, by its text. Hashed with foldhash, not SipHash: hashing the
+/// token is most of a lookup, and only tokens that verified are ever stored, so no
+/// caller can fill the map with keys chosen to collide.
 type TokenMap = HashMap<Box<str>, Verified, foldhash::fast::RandomState>;
 
+/// A verified token's principal (shared: a hit copies no strings), its expiry
+/// (`exp`), and the key withdrawals counted when it was verified.
 struct Verified {
     principal: Arc<Principal>,
     expires: u64,
