@@ -770,9 +770,10 @@ async fn a_grpc_call_its_caller_abandons_is_logged_and_counted_as_cancelled() {
         &token,
         "abandoned-grpc-call-1",
     );
-    // The caller gives up (and resets the stream) long before the lock is released.
+    // The caller gives up (and resets the stream) while the create waits: the writer
+    // waits up to 5 s for the lock, and the lock is held to the end of the test.
     let gave_up =
-        tokio::time::timeout(Duration::from_secs(1), client.create_assignment(request)).await;
+        tokio::time::timeout(Duration::from_secs(2), client.create_assignment(request)).await;
     assert!(
         gave_up.is_err(),
         "the create waits for the lock: {gave_up:?}"
