@@ -16,7 +16,7 @@ use futures_util::future::Either;
 use tonic::{Code, transport::server::TcpConnectInfo};
 
 use crate::{
-    metrics::{Metrics, code_name},
+    metrics::{InFlight, Metrics, code_name},
     telemetry,
 };
 
@@ -45,39 +45,33 @@ pub fn upstream_code(code: Code) {
     let _ = UPSTREAM_CODE.try_with(|slot| slot.set(Some(code)));
 }
 
-/// What the access-log line of one HTTP request says.
-#[derive(Debug)]
-struct HttpAccess<'a> {
-    method: &'a str,
-    /// The matched route (the path pattern), never the raw URL.
-    route: &'a str,
-    status: u16,
-    request_id: &'a str,
-    client_request_id: Option<&'a str>,
-    grpc_code: Option<Code>,
-    trace_id: Option<opentelemetry::trace::TraceId>,
-}
-
 /// The status an HTTP request is recorded with when it ends unanswered: nginx's
 /// "client closed request".
 pub const CLIENT_CLOSED_REQUEST: u16 = 499;
 
-/// The access line and metrics an HTTP request owes: written by
-/// [`HttpRecord::finish`] with the status of its answer, or, when the request's
-/// future is dropped before it was answered (hyper drops it when the client goes
-/// away), on drop with [`CLIENT_CLOSED_REQUEST`]. Either way exactly once.
+/// The access line and metrics an HTTP request owes, and its count in flight:
+/// written by [`HttpRecord::finish`] with the status of its answer, or, when the
+/// request's future is dropped before it was answered (hyper drops it when the
+/// client goes away), on drop with [`CLIENT_CLOSED_REQUEST`]. Either way exactly
+/// once.
 #[derive(Debug)]
 pub struct HttpRecord<'a> {
     metrics: &'a Metrics,
     started: Instant,
-    access: HttpAccess<'a>,
-    pending: bool,
+    /// Until the request is recorded.
+    in_flight: Option<InFlight>,
+    method: &'a str,
+    /// The matched route (the path pattern), never the raw URL.
+    route: &'a str,
+    request_id: &'a str,
+    client_request_id: Option<&'a str>,
+    trace_id: Option<opentelemetry::trace::TraceId>,
 }
 
 impl<'a> HttpRecord<'a> {
-    /// A request that started at `started`.
+    /// A request that started at `started`, counted in flight from now.
     pub fn new(
-        metrics: &'a Metrics,
+        metrics: &'a Arc<Metrics>,
         started: Instant,
         method: &'a str,
         route: &'a str,
@@ -88,47 +82,42 @@ impl<'a> HttpRecord<'a> {
         Self {
             metrics,
             started,
-            access: HttpAccess {
-                method,
-                route,
-                status: CLIENT_CLOSED_REQUEST,
-                request_id,
-                client_request_id,
-                grpc_code: None,
-                trace_id,
-            },
-            pending: true,
+            in_flight: Some(metrics.in_flight("http")),
+            method,
+            route,
+            request_id,
+            client_request_id,
+            trace_id,
         }
     }
 
     /// Records the request as answered with `status`, after the gRPC call that
     /// ended with `grpc_code` (if it made one).
     pub fn finish(mut self, status: u16, grpc_code: Option<Code>) {
-        self.access.status = status;
-        self.access.grpc_code = grpc_code;
-        self.record();
+        self.record(status, grpc_code);
     }
 
-    fn record(&mut self) {
-        if !std::mem::take(&mut self.pending) {
+    fn record(&mut self, status: u16, grpc_code: Option<Code>) {
+        // Taken once: whatever is recorded second finds it gone.
+        let Some(in_flight) = self.in_flight.take() else {
             return;
-        }
-        let access = &self.access;
+        };
         let took = self.started.elapsed();
+        drop(in_flight);
         self.metrics
-            .http_request(access.route, access.method, access.status, took);
+            .http_request(self.route, self.method, status, took);
         tracing::event!(
             target: "access",
             tracing::Level::INFO,
             // Strings as Display: Debug would quote and escape each one.
-            http.method = %access.method,
-            http.route = %access.route,
-            http.status = access.status,
+            http.method = %self.method,
+            http.route = %self.route,
+            http.status = status,
             duration_ms = took.as_secs_f64() * 1000.0,
-            request.id = %access.request_id,
-            client_request.id = access.client_request_id.map(tracing::field::display),
-            grpc.code = access.grpc_code.map(code_name).map(tracing::field::display),
-            trace.id = access.trace_id.map(tracing::field::display),
+            request.id = %self.request_id,
+            client_request.id = self.client_request_id.map(tracing::field::display),
+            grpc.code = grpc_code.map(code_name).map(tracing::field::display),
+            trace.id = self.trace_id.map(tracing::field::display),
             "request"
         );
     }
@@ -136,7 +125,7 @@ impl<'a> HttpRecord<'a> {
 
 impl Drop for HttpRecord<'_> {
     fn drop(&mut self) {
-        self.record();
+        self.record(CLIENT_CLOSED_REQUEST, None);
     }
 }
 
@@ -218,7 +207,6 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let started = Instant::now();
         let method = method_of(request.uri().path());
-        let in_flight = self.metrics.in_flight("grpc");
         let header = |name: &str| {
             request
                 .headers()
@@ -258,7 +246,7 @@ where
             metrics: self.metrics.clone(),
             method,
             started,
-            in_flight: Some(in_flight),
+            in_flight: Some(self.metrics.in_flight("grpc")),
             line,
         };
         Box::pin(async move {
@@ -293,7 +281,8 @@ struct GrpcRecord {
     metrics: Arc<Metrics>,
     method: &'static str,
     started: Instant,
-    in_flight: Option<crate::metrics::InFlight>,
+    /// Until the call is recorded.
+    in_flight: Option<InFlight>,
     line: Option<CallLine>,
 }
 

@@ -337,7 +337,6 @@ async fn request_context(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let _in_flight = state.metrics.in_flight("http");
     let client_request_id = request
         .headers()
         .get(&CLIENT_REQUEST_ID)
@@ -374,8 +373,8 @@ async fn request_context(
         }
     }
     let trace_id = telemetry::adopt(&span, &context.trace);
-    // From here the request owes its access line and metrics, even if its future
-    // is dropped unanswered.
+    // From here the request is in flight and owes its access line and metrics,
+    // even if its future is dropped unanswered.
     let record = observe::HttpRecord::new(
         &state.metrics,
         started,

@@ -71,19 +71,9 @@ fn token(key: &Key, claims: Value) -> String {
     jsonwebtoken::encode(&header, &all, &key.encoding).unwrap()
 }
 
-/// Serves `body` at `/keys` on a free port; returns the URL.
+/// Serves `body` as the issuer's JWKS on a free port; returns the URL.
 async fn serve_jwks(body: String) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/discovery/v2.0/keys",
-        listener.local_addr().unwrap()
-    );
-    let app = axum::Router::new().route(
-        "/discovery/v2.0/keys",
-        axum::routing::get(move || async move { body }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+    JwksEndpoint::start(body).await.url
 }
 
 async fn app_with_issuer(
