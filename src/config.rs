@@ -271,7 +271,8 @@ pub struct TokenArgs {
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub ttl: u64,
 
-    /// The token's subject (`sub`).
+    /// The token's subject: its `sub` and its `oid` (the user whose own
+    /// assignments `filterByCurrentUser(on='target')` lists).
     #[arg(long, default_value = "local-admin")]
     pub subject: String,
 }

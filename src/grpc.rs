@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use prost_types::Timestamp;
+use prost_types::{FieldMask, Timestamp};
 use tonic::{
     Code, Request, Response, Status,
     metadata::MetadataMap,
@@ -14,13 +14,14 @@ use tonic_types::{ErrorDetails, StatusExt as _};
 
 use crate::{
     auth::{Access, Authenticator, FORWARDED_AUTHORIZATION, Principal},
-    domain::{Assignment, Error, Property, Selection},
+    domain::{Assignment, Error, FieldViolation, Property, Selection},
     proto::v1::{
-        AccessPackageAssignment, CreateAssignmentRequest, DeleteAssignmentRequest,
-        GetAssignmentRequest, ListAssignmentsRequest, ListAssignmentsResponse,
+        AccessPackageAssignment, CountAssignmentsRequest, CountAssignmentsResponse,
+        CreateAssignmentRequest, CurrentUserFilter, DeleteAssignmentRequest, GetAssignmentRequest,
+        ListAssignmentsRequest, ListAssignmentsResponse,
         entitlement_management_server::{EntitlementManagement, EntitlementManagementServer},
     },
-    service::{AssignmentService, ListRequest, NewAssignment},
+    service::{AssignmentService, CountRequest, ListRequest, NewAssignment, Scope},
 };
 
 /// The `domain` of every google.rpc.ErrorInfo this service sends.
@@ -77,13 +78,32 @@ impl GrpcService {
     }
 }
 
-/// Checks that the authenticated caller may do `access`.
-fn authorize<T>(request: &Request<T>, access: Access) -> Result<(), Error> {
-    request
+/// Checks that the authenticated caller may do `access`; returns the caller.
+fn authorize<T>(request: &Request<T>, access: Access) -> Result<Arc<Principal>, Error> {
+    let principal = request
         .extensions()
         .get::<Arc<Principal>>()
-        .ok_or(Error::Unauthenticated(crate::auth::EMPTY_TOKEN))?
-        .require(access)
+        .ok_or(Error::Unauthenticated(crate::auth::EMPTY_TOKEN))?;
+    principal.require(access)?;
+    Ok(principal.clone())
+}
+
+/// The scope a list or count asked for, with the caller it is about.
+fn scope(filter: i32, caller: &Principal) -> Result<Scope, Error> {
+    match CurrentUserFilter::try_from(filter) {
+        Ok(CurrentUserFilter::Unspecified) => Ok(Scope::All),
+        Ok(CurrentUserFilter::Target) => Ok(Scope::TargetIsCaller(caller.object_id.clone())),
+        Ok(CurrentUserFilter::CreatedBy) => Ok(Scope::CreatedByCaller),
+        Err(_) => Err(Error::InvalidArgument(vec![FieldViolation::new(
+            "filter_by_current_user",
+            format!("{filter} is not a value of CurrentUserFilter"),
+        )])),
+    }
+}
+
+/// The paths of a field mask, or none.
+fn mask_paths(mask: Option<FieldMask>) -> Vec<String> {
+    mask.map(|mask| mask.paths).unwrap_or_default()
 }
 
 #[tonic::async_trait]
@@ -103,15 +123,16 @@ impl EntitlementManagement for GrpcService {
         request: Request<GetAssignmentRequest>,
     ) -> Result<Response<AccessPackageAssignment>, Status> {
         authorize(&request, Access::Read)?;
-        let found = self.service.get(&request.get_ref().id).await?;
-        Ok(Response::new(to_proto(&found)))
+        let r = request.into_inner();
+        let (found, selection) = self.service.get(&r.id, &mask_paths(r.select)).await?;
+        Ok(Response::new(select(to_proto(&found), selection)))
     }
 
     async fn list_assignments(
         &self,
         request: Request<ListAssignmentsRequest>,
     ) -> Result<Response<ListAssignmentsResponse>, Status> {
-        authorize(&request, Access::Read)?;
+        let caller = authorize(&request, Access::Read)?;
         let r = request.into_inner();
         let page = self
             .service
@@ -119,9 +140,10 @@ impl EntitlementManagement for GrpcService {
                 page_size: r.page_size,
                 page_token: r.page_token,
                 filter: r.filter,
-                select: r.select.map(|mask| mask.paths).unwrap_or_default(),
+                select: mask_paths(r.select),
                 order_by: r.order_by,
                 include_total_count: r.include_total_count,
+                scope: scope(r.filter_by_current_user, &caller)?,
             })
             .await?;
         Ok(Response::new(ListAssignmentsResponse {
@@ -132,6 +154,24 @@ impl EntitlementManagement for GrpcService {
                 .collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
             total_count: page.total.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        }))
+    }
+
+    async fn count_assignments(
+        &self,
+        request: Request<CountAssignmentsRequest>,
+    ) -> Result<Response<CountAssignmentsResponse>, Status> {
+        let caller = authorize(&request, Access::Read)?;
+        let r = request.into_inner();
+        let count = self
+            .service
+            .count(CountRequest {
+                filter: r.filter,
+                scope: scope(r.filter_by_current_user, &caller)?,
+            })
+            .await?;
+        Ok(Response::new(CountAssignmentsResponse {
+            count: i64::try_from(count).unwrap_or(i64::MAX),
         }))
     }
 

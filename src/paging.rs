@@ -92,9 +92,13 @@ impl PageTokens {
     }
 }
 
-/// What a token is bound to: the filter text and the order.
+/// What a token is bound to: the filter text, whose assignments the list is
+/// restricted to, and the order.
 pub struct Query<'a> {
     pub filter: &'a str,
+    /// The caller a `filterByCurrentUser` list is restricted to: its token does
+    /// not continue another caller's walk, nor the unrestricted list.
+    pub owner: Option<&'a str>,
     pub order: SortOrder,
 }
 
@@ -103,6 +107,10 @@ impl Query<'_> {
         let mut hasher = Sha256::new();
         hasher.update(self.filter.as_bytes());
         hasher.update([0, self.order.key as u8, u8::from(self.order.descending)]);
+        if let Some(owner) = self.owner {
+            hasher.update([1]);
+            hasher.update(owner.as_bytes());
+        }
         let mut out = [0u8; QUERY_HASH];
         out.copy_from_slice(&hasher.finalize()[..QUERY_HASH]);
         out
@@ -119,6 +127,7 @@ mod tests {
         let tokens = PageTokens::new([7; 32]);
         let query = Query {
             filter: "targetId eq 'a'",
+            owner: None,
             order: SortOrder::default(),
         };
         let cursor = Cursor {
@@ -130,11 +139,23 @@ mod tests {
 
         let other_query = Query {
             filter: "targetId eq 'b'",
+            owner: None,
             order: SortOrder::default(),
         };
         assert_eq!(tokens.check(&other_query, &token), Err(InvalidPageToken));
+        for owner in ["u1", "u2"] {
+            let owned = Query {
+                owner: Some(owner),
+                ..query
+            };
+            assert_eq!(tokens.check(&owned, &token), Err(InvalidPageToken));
+            let owned_token = tokens.issue(&owned, &cursor);
+            assert_eq!(tokens.check(&owned, &owned_token), Ok(cursor));
+            assert_eq!(tokens.check(&query, &owned_token), Err(InvalidPageToken));
+        }
         let other_order = Query {
             filter: query.filter,
+            owner: None,
             order: SortOrder {
                 key: SortKey::ExpiredDateTime,
                 descending: false,

@@ -31,6 +31,30 @@ pub struct ListRequest {
     /// `id` or `expiredDateTime`, optionally followed by `asc` or `desc`.
     pub order_by: String,
     pub include_total_count: bool,
+    /// Whose assignments the list is restricted to, on top of `filter`.
+    pub scope: Scope,
+}
+
+/// Restricts a list or count to the caller's own assignments (Graph's
+/// `filterByCurrentUser(on=...)`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// Every assignment the filter matches.
+    #[default]
+    All,
+    /// The assignments whose targetId is the caller: its token's `oid`, `None` when
+    /// the token has none.
+    TargetIsCaller(Option<String>),
+    /// The assignments the caller created (not recorded, so refused).
+    CreatedByCaller,
+}
+
+/// A count request as a caller sent it, not yet validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CountRequest {
+    /// An OData `$filter` expression; empty for none.
+    pub filter: String,
+    pub scope: Scope,
 }
 
 /// One page of a list.
@@ -67,46 +91,18 @@ impl ListRequest {
                 DEFAULT_PAGE_SIZE
             }
         };
-        let filter = if self.filter.trim().is_empty() {
-            None
-        } else {
-            match filter::parse(&self.filter) {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    violations.push(FieldViolation::new(
-                        "filter",
-                        format!("the $filter expression is not supported: {e}"),
-                    ));
-                    None
-                }
-            }
-        };
+        let filter = scoped_filter(&self.filter, &self.scope, &mut violations);
         let order = parse_order(&self.order_by).unwrap_or_else(|why| {
             violations.push(FieldViolation::new("order_by", why));
             SortOrder::default()
         });
-        let mut selection = if self.select.is_empty() {
-            Selection::ALL
-        } else {
-            Selection::id_only()
-        };
-        for name in &self.select {
-            match Property::ALL.into_iter().find(|p| p.field_name() == name) {
-                Some(p) => selection = selection.with(p),
-                None => violations.push(FieldViolation::new(
-                    "select",
-                    format!(
-                        "'{}' is not a property of accessPackageAssignment that can be selected",
-                        filter::quote(name)
-                    ),
-                )),
-            }
-        }
+        let selection = parse_selection(&self.select, &mut violations);
         let after = if self.page_token.is_empty() {
             None
         } else {
             let query = paging::Query {
                 filter: &self.filter,
+                owner: self.scope.owner(),
                 order,
             };
             match tokens.check(&query, &self.page_token) {
@@ -134,13 +130,99 @@ impl ListRequest {
     }
 }
 
-/// Parses `id` / `expiredDateTime`, optionally followed by `asc` or `desc`.
+impl Scope {
+    /// The object id the scope restricts the targetId to, if it does.
+    fn owner(&self) -> Option<&str> {
+        match self {
+            Scope::TargetIsCaller(owner) => owner.as_deref(),
+            Scope::All | Scope::CreatedByCaller => None,
+        }
+    }
+}
+
+/// The filter a list or count applies: the caller's `$filter`, restricted to the
+/// caller's own assignments when the scope says so. Violations are added to
+/// `violations`.
+fn scoped_filter(
+    text: &str,
+    scope: &Scope,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<filter::Filter> {
+    let filter = if text.trim().is_empty() {
+        None
+    } else {
+        match filter::parse(text) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                violations.push(FieldViolation::new(
+                    "filter",
+                    format!("the $filter expression is not supported: {e}"),
+                ));
+                None
+            }
+        }
+    };
+    let owner = match scope {
+        Scope::All => return filter,
+        Scope::TargetIsCaller(Some(owner)) => owner,
+        Scope::TargetIsCaller(None) => {
+            violations.push(FieldViolation::new(
+                "filter_by_current_user",
+                "the access token has no oid claim, so it names no user whose assignments to list (filterByCurrentUser needs a token issued to a user)",
+            ));
+            return None;
+        }
+        Scope::CreatedByCaller => {
+            violations.push(FieldViolation::new(
+                "filter_by_current_user",
+                "filterByCurrentUser(on='createdBy') is not supported: who created an assignment is not recorded; use on='target'",
+            ));
+            return None;
+        }
+    };
+    let own = filter::Filter::Compare(
+        Property::TargetId,
+        filter::Op::Eq,
+        filter::Value::Text(owner.clone()),
+    );
+    Some(match filter {
+        None => own,
+        Some(filter) => filter::Filter::And(Box::new(own), Box::new(filter)),
+    })
+}
+
+/// The properties a selection names (field or Graph names, in any case); empty
+/// selects every property. Unknown names are added to `violations`.
+fn parse_selection(names: &[String], violations: &mut Vec<FieldViolation>) -> Selection {
+    if names.is_empty() {
+        return Selection::ALL;
+    }
+    let mut selection = Selection::id_only();
+    for name in names {
+        match Property::from_mask_path(name) {
+            Some(p) => selection = selection.with(p),
+            None => violations.push(FieldViolation::new(
+                "select",
+                format!(
+                    "'{}' is not a property of accessPackageAssignment that can be selected",
+                    filter::quote(name)
+                ),
+            )),
+        }
+    }
+    selection
+}
+
+/// Parses `id` / `expiredDateTime`, optionally followed by `asc` or `desc` (each
+/// in any case).
 fn parse_order(text: &str) -> Result<SortOrder, String> {
     let mut words = text.split_whitespace();
     let key = match words.next() {
         None => return Ok(SortOrder::default()),
-        Some("id") => SortKey::Id,
-        Some("expiredDateTime") => SortKey::ExpiredDateTime,
+        Some(id) if id.eq_ignore_ascii_case("id") => SortKey::Id,
+        Some(key) if key.eq_ignore_ascii_case(Property::ExpiredDateTime.name()) => {
+            SortKey::ExpiredDateTime
+        }
         Some(other) => {
             return Err(format!(
                 "the list cannot be ordered by '{}' ($orderby): use id or expiredDateTime",
@@ -149,8 +231,9 @@ fn parse_order(text: &str) -> Result<SortOrder, String> {
         }
     };
     let descending = match words.next() {
-        None | Some("asc") => false,
-        Some("desc") => true,
+        None => false,
+        Some(asc) if asc.eq_ignore_ascii_case("asc") => false,
+        Some(desc) if desc.eq_ignore_ascii_case("desc") => true,
         Some(other) => {
             return Err(format!(
                 "'{}' is not a sort direction ($orderby): use asc or desc",
@@ -317,24 +400,49 @@ impl AssignmentService {
         }
     }
 
-    /// Reads one assignment.
+    /// Reads one assignment, and the properties the caller selected of it.
     ///
     /// # Errors
-    /// `InvalidArgument` when `id` is not a GUID, `NotFound` when there is no such
-    /// assignment, `Unavailable`/`Internal` when storage fails.
+    /// `InvalidArgument` when `id` is not a GUID or `select` names an unknown
+    /// property, `NotFound` when there is no such assignment,
+    /// `Unavailable`/`Internal` when storage fails.
     #[tracing::instrument(name = "service.get", level = "debug", skip_all, fields(assignment.id = id))]
-    pub async fn get(&self, id: &str) -> Result<Assignment, Error> {
-        let parsed: AssignmentId = id.parse().map_err(|why: InvalidId| {
-            Error::InvalidArgument(vec![FieldViolation::new(
-                Property::Id.name(),
-                why.to_string(),
-            )])
-        })?;
-        self.store
+    pub async fn get(&self, id: &str, select: &[String]) -> Result<(Assignment, Selection), Error> {
+        let mut violations = Vec::new();
+        let parsed = id.parse::<AssignmentId>();
+        if let Err(why) = &parsed {
+            violations.push(FieldViolation::new(Property::Id.name(), why.to_string()));
+        }
+        let selection = parse_selection(select, &mut violations);
+        let parsed = match parsed {
+            Ok(parsed) if violations.is_empty() => parsed,
+            _ => return Err(Error::InvalidArgument(violations)),
+        };
+        let found = self
+            .store
             .get(&parsed)
             .await
             .map_err(store_failed)?
-            .ok_or_else(|| Error::NotFound(id.to_owned()))
+            .ok_or_else(|| Error::NotFound(id.to_owned()))?;
+        Ok((found, selection))
+    }
+
+    /// How many assignments match a filter (in a scope).
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad filter or scope; `Unavailable`/`Internal` when
+    /// storage fails.
+    #[tracing::instrument(name = "service.count", level = "debug", skip_all)]
+    pub async fn count(&self, request: CountRequest) -> Result<u64, Error> {
+        let mut violations = Vec::new();
+        let filter = scoped_filter(&request.filter, &request.scope, &mut violations);
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        self.store
+            .count(filter.as_ref())
+            .await
+            .map_err(store_failed)
     }
 
     /// One page of assignments.
@@ -359,6 +467,7 @@ impl AssignmentService {
             page.items.last().map(|last| {
                 let query = paging::Query {
                     filter: &request.filter,
+                    owner: request.scope.owner(),
                     order: plan.order,
                 };
                 self.page_tokens.issue(&query, &Cursor::after(last))
@@ -479,7 +588,20 @@ mod tests {
             })
         );
         assert_eq!(parse_order("id asc"), Ok(SortOrder::default()));
-        for bad in ["targetId", "id up", "id asc, expiredDateTime", "ID"] {
+        assert_eq!(
+            parse_order("ExpiredDateTime DESC"),
+            Ok(SortOrder {
+                key: SortKey::ExpiredDateTime,
+                descending: true
+            })
+        );
+        assert_eq!(parse_order("ID Asc"), Ok(SortOrder::default()));
+        for bad in [
+            "targetId",
+            "id up",
+            "id asc, expiredDateTime",
+            "expired_date_time",
+        ] {
             assert!(parse_order(bad).is_err(), "{bad}");
         }
     }

@@ -579,6 +579,13 @@ mod cases {
             .await
             .unwrap();
         assert_eq!((uncounted.items.len(), uncounted.total), (3, None));
+
+        // The count alone, as `/$count` reads it.
+        let parsed = filter::parse("catalogId eq 'even'").unwrap();
+        assert_eq!(store.count(Some(&parsed)).await.unwrap(), 3);
+        assert_eq!(store.count(None).await.unwrap(), 7);
+        let none = filter::parse("catalogId eq 'odd'").unwrap();
+        assert_eq!(store.count(Some(&none)).await.unwrap(), 0);
     }
 
     /// A page that holds every row counts as many rows as it holds, even while

@@ -74,6 +74,9 @@ impl Access {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub subject: Option<String>,
+    /// The caller's object id (`oid`): the user or service principal a
+    /// `filterByCurrentUser` list is about. Application tokens may have none.
+    pub object_id: Option<String>,
     /// Delegated scopes (`scp`) and application roles (`roles`) together.
     pub permissions: Vec<String>,
 }
@@ -180,7 +183,9 @@ impl SigningKey {
         mac.finalize().into_bytes().into()
     }
 
-    /// Mints a token for this key with the given permissions (as `scp`).
+    /// Mints a token for this key with the given permissions (as `scp`), whose
+    /// subject is both its `sub` and its `oid` (the object id a
+    /// `filterByCurrentUser` list is about).
     ///
     /// # Errors
     /// Only if signing fails, which it does not for HMAC keys.
@@ -209,6 +214,7 @@ impl SigningKey {
             iss: LOCAL_ISSUER,
             aud: LOCAL_AUDIENCE,
             sub: subject,
+            oid: subject,
             iat: issued_at,
             nbf: issued_at,
             exp: issued_at + ttl.as_secs(),
@@ -227,6 +233,7 @@ struct IssuedClaims<'a> {
     iss: &'a str,
     aud: &'a str,
     sub: &'a str,
+    oid: &'a str,
     iat: u64,
     nbf: u64,
     exp: u64,
@@ -240,6 +247,7 @@ pub(crate) struct VerifiedClaims {
     /// Seconds since the Unix epoch; required and checked by the validation.
     exp: u64,
     sub: Option<String>,
+    oid: Option<String>,
     scp: Option<String>,
     #[serde(default)]
     roles: Vec<String>,
@@ -389,6 +397,7 @@ impl Authenticator {
         permissions.extend(claims.roles);
         let principal = Arc::new(Principal {
             subject: claims.sub,
+            object_id: claims.oid,
             permissions,
         });
         self.verified.put(

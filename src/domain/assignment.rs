@@ -84,10 +84,27 @@ impl Property {
         }
     }
 
-    /// The property with this Graph name, if there is one (names are case-sensitive,
-    /// as in OData).
+    /// The property with this Graph name, if there is one, matched exactly: how a
+    /// JSON body names it.
     pub fn from_name(name: &str) -> Option<Property> {
         Property::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The property a query option names: its Graph name in any case, as Graph
+    /// matches the names in `$filter`, `$orderby` and `$select`.
+    pub fn from_query_name(name: &str) -> Option<Property> {
+        Property::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The property a gRPC field mask names: its field name (`target_id`) or its
+    /// Graph name (`targetId`), in any case.
+    pub fn from_mask_path(path: &str) -> Option<Property> {
+        Property::ALL
+            .into_iter()
+            .find(|p| p.field_name().eq_ignore_ascii_case(path))
+            .or_else(|| Property::from_query_name(path))
     }
 
     /// The property's EDM type name, for messages.
@@ -245,5 +262,28 @@ mod tests {
             );
         }
         assert_eq!(Property::from_name("AccessPackageId"), None);
+    }
+
+    #[test]
+    fn query_names_and_mask_paths_match_in_any_case() {
+        for (name, property) in [
+            ("AccessPackageId", Property::AccessPackageId),
+            ("TARGETID", Property::TargetId),
+            ("expireddatetime", Property::ExpiredDateTime),
+            ("Id", Property::Id),
+        ] {
+            assert_eq!(Property::from_query_name(name), Some(property), "{name}");
+        }
+        assert_eq!(Property::from_query_name("target_id"), None);
+        assert_eq!(Property::from_query_name("accessPackage"), None);
+        for (path, property) in [
+            ("target_id", Property::TargetId),
+            ("TARGET_ID", Property::TargetId),
+            ("targetId", Property::TargetId),
+            ("Is_Extended", Property::IsExtended),
+        ] {
+            assert_eq!(Property::from_mask_path(path), Some(property), "{path}");
+        }
+        assert_eq!(Property::from_mask_path("target"), None);
     }
 }

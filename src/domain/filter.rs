@@ -9,8 +9,9 @@
 //! primary    = "(" or ")" / comparison
 //! comparison = property operator literal
 //! property   = id / catalogId / accessPackageId / accessPackage/id / assignmentPolicyId
-//!            / accessPackageAssignmentPolicy/id / targetId / assignmentState
-//!            / assignmentStatus / isExtended / expiredDateTime
+//!            / accessPackageAssignmentPolicy/id / targetId / target/objectId
+//!            / assignmentState / assignmentStatus / isExtended / expiredDateTime
+//!              (property names in any case, as Graph matches them)
 //! operator   = eq / ne / lt / le / gt / ge        (lt..ge on expiredDateTime only)
 //! literal    = 'string' ('' inside) / true / false / null / RFC 3339 date-time / GUID
 //! ```
@@ -201,6 +202,27 @@ pub fn quote(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The navigation paths that stand for a property of the assignment itself: the
+/// related entity's key is the property that holds it.
+const ALIASES: [(&str, Property); 3] = [
+    ("accessPackage/id", Property::AccessPackageId),
+    (
+        "accessPackageAssignmentPolicy/id",
+        Property::AssignmentPolicyId,
+    ),
+    // The subject's objectId is the assignment's targetId (its `id` is not).
+    ("target/objectId", Property::TargetId),
+];
+
+/// The property a filter names, by its name or an alias, in any case.
+fn property_named(name: &str) -> Option<Property> {
+    ALIASES
+        .iter()
+        .find(|(alias, _)| alias.eq_ignore_ascii_case(name))
+        .map(|&(_, property)| property)
+        .or_else(|| Property::from_query_name(name))
+}
+
 impl<'a> Parser<'a> {
     fn peek(&self) -> Option<&(usize, Token<'a>)> {
         self.tokens.get(self.next)
@@ -284,18 +306,14 @@ impl<'a> Parser<'a> {
                 quote(name)
             ));
         }
-        let property = match name {
-            "accessPackage/id" => Property::AccessPackageId,
-            "accessPackageAssignmentPolicy/id" => Property::AssignmentPolicyId,
-            other => match Property::from_name(other) {
-                Some(p) => p,
-                None => {
-                    return self.error(format!(
-                        "'{}' is not a property of microsoft.graph.accessPackageAssignment that can be filtered on",
-                        quote(other)
-                    ));
-                }
-            },
+        let property = match property_named(name) {
+            Some(p) => p,
+            None => {
+                return self.error(format!(
+                    "'{}' is not a property of microsoft.graph.accessPackageAssignment that can be filtered on",
+                    quote(name)
+                ));
+            }
         };
         self.next += 1;
 
@@ -405,6 +423,25 @@ mod tests {
     }
 
     #[test]
+    fn names_match_in_any_case_and_target_object_id_is_target_id() {
+        let policy = compare(
+            Property::AssignmentPolicyId,
+            Op::Eq,
+            Value::Text("q".into()),
+        );
+        // Microsoft's entitlement-management tutorial writes `/Id`.
+        assert_eq!(
+            parse("accessPackageAssignmentPolicy/Id eq 'q'").unwrap(),
+            policy
+        );
+        assert_eq!(parse("ASSIGNMENTPOLICYID eq 'q'").unwrap(), policy);
+        let target = compare(Property::TargetId, Op::Eq, Value::Text("u".into()));
+        assert_eq!(parse("target/objectId eq 'u'").unwrap(), target);
+        assert_eq!(parse("Target/ObjectID eq 'u'").unwrap(), target);
+        assert_eq!(parse("TargetId eq 'u'").unwrap(), target);
+    }
+
+    #[test]
     fn and_binds_tighter_than_or_and_parentheses_group() {
         let a = || compare(Property::TargetId, Op::Eq, Value::Text("a".into()));
         let b = || compare(Property::IsExtended, Op::Eq, Value::Bool(true));
@@ -474,7 +511,8 @@ mod tests {
             ),
             ("(targetId eq 'a'", "expected ')'"),
             ("targetId eq 'a')", "expected 'and', 'or'"),
-            ("TargetId eq 'a'", "not a property"),
+            ("target_id eq 'a'", "not a property"),
+            ("target/id eq 'a'", "not a property"),
             ("targetId eq 'a\0b'", "NUL"),
         ];
         for (text, needle) in cases {

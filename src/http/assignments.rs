@@ -17,14 +17,14 @@ use super::{
     openapi::{
         AccessPackageAssignmentCollection, NewAccessPackageAssignment, ODataError, Select, TAG, Top,
     },
-    query::ListOptions,
+    query::{Accepts, Dialect, QueryOptions},
 };
 use crate::{
     auth,
-    domain::{AssignmentId, Error},
+    domain::{AssignmentId, Error, Selection},
     proto::v1::{
-        AccessPackageAssignment, CreateAssignmentRequest, DeleteAssignmentRequest,
-        GetAssignmentRequest, ListAssignmentsRequest,
+        AccessPackageAssignment, CountAssignmentsRequest, CreateAssignmentRequest,
+        CurrentUserFilter, DeleteAssignmentRequest, GetAssignmentRequest, ListAssignmentsRequest,
     },
 };
 
@@ -65,6 +65,7 @@ pub async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let metadata = upstream_metadata(&headers, &context)?;
+    options(&uri, Accepts::Nothing)?;
     require_json(&headers)?;
     let body = body.map_err(|rejection| ApiError::from_body_rejection(&rejection))?;
     let assignment =
@@ -105,11 +106,15 @@ pub async fn create(
     operation_id = "identityGovernance.entitlementManagement.GetAccessPackageAssignments",
     tag = TAG,
     summary = "Get an accessPackageAssignment",
-    description = "Needs `EntitlementManagement.Read.All` or `EntitlementManagement.ReadWrite.All`.",
-    params(("id" = String, Path, description = "The assignment's id, a GUID")),
+    description = "Needs `EntitlementManagement.Read.All` or `EntitlementManagement.ReadWrite.All`. Takes `$select` only; any other query option or parameter is refused with 400.",
+    params(
+        ("id" = String, Path, description = "The assignment's id, a GUID"),
+        ("$select" = inline(Option<Select>), Query, style = Form, explode = false, example = json!(["accessPackageId", "targetId"]),
+            description = "The properties the assignment carries (id always): comma-separated names, or `*` for all."),
+    ),
     responses(
         (status = 200, description = "The assignment", body = super::openapi::AccessPackageAssignment),
-        (status = 400, description = "The id is not a GUID", body = ODataError),
+        (status = 400, description = "The id is not a GUID, or a query option is unsupported or malformed", body = ODataError),
         (status = 404, description = "No assignment has this id", body = ODataError),
     ),
     security(("bearer" = [])),
@@ -122,24 +127,115 @@ pub async fn get(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let metadata = upstream_metadata(&headers, &context)?;
-    let Path(id) = id.map_err(|_| {
-        ApiError::bad_request("The id in the URL is not valid percent-encoded UTF-8.")
-    })?;
+    let id = path_segment(id)?;
+    // The function's segment with its quotes percent-encoded did not match its
+    // own route: it is still the function, not an id.
+    if let Some(on) = function_argument(&id) {
+        return list_assignments(&state, metadata, &uri, &headers, current_user(&on)?).await;
+    }
+    let options = options(&uri, Accepts::Entity)?;
+    let message = GetAssignmentRequest {
+        id,
+        select: options.select_mask(),
+    };
     let found = state
-        .call(
-            metadata,
-            GetAssignmentRequest { id },
-            Retry::Once,
-            |mut c, r| async move { c.get_assignment(r).await },
-        )
+        .call(metadata, message, Retry::Once, |mut c, r| async move {
+            c.get_assignment(r).await
+        })
         .await?;
 
-    let prefix = uri.path().split(COLLECTION).next().unwrap_or_default();
     let context_url = format!(
-        "{}{prefix}/$metadata#accessPackageAssignments/$entity",
-        origin(&uri, &headers)
+        "{}{}/$metadata#accessPackageAssignments{}/$entity",
+        origin(&uri, &headers),
+        prefix_of(&uri),
+        options.select_suffix(),
     );
-    entity_response(StatusCode::OK, &found, Some(&context_url))
+    let body = graph_json::write_selected(&found, Some(&context_url), options.selection())
+        .map_err(unwritable)?;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, GRAPH_JSON)], body).into_response())
+}
+
+/// `GET {prefix}/identityGovernance/entitlementManagement/accessPackageAssignments/filterByCurrentUser(on='target')`
+///
+/// The route is the call as Graph clients write it; the same call with its quotes
+/// percent-encoded, and the other values of `on`, reach [`get`], which hands them
+/// on here.
+#[utoipa::path(
+    get,
+    path = format!("{COLLECTION}/filterByCurrentUser(on='target')"),
+    operation_id = "identityGovernance.entitlementManagement.accessPackageAssignments.filterByCurrentUser",
+    tag = TAG,
+    summary = "List the caller's own accessPackageAssignments",
+    description = "Graph's function `filterByCurrentUser`: with `on='target'`, the assignments whose `targetId` is the caller, the `oid` claim of its token (a token without one gets 400). `on='createdBy'` is not supported (400). Takes the query options of the list, which it answers like. Needs `EntitlementManagement.Read.All` or `EntitlementManagement.ReadWrite.All`.",
+    params(
+        ("$filter" = Option<String>, Query, description = "As on the list, applied within the caller's own."),
+        ("$top" = inline(Option<Top>), Query, example = 10, description = "The page size."),
+        ("$skiptoken" = Option<String>, Query,
+            description = "Where the page starts: the opaque token of an `@odata.nextLink`."),
+        ("$count" = Option<bool>, Query, example = true,
+            description = "Whether to include `@odata.count`, the number of the caller's assignments that match."),
+        ("$select" = inline(Option<Select>), Query, style = Form, explode = false, example = json!(["accessPackageId", "targetId"]),
+            description = "The properties each item carries (id always)."),
+        ("$orderby" = Option<String>, Query, example = "expiredDateTime desc",
+            description = "One of `id` or `expiredDateTime`, optionally followed by `asc` or `desc`."),
+    ),
+    responses(
+        (status = 200, description = "A page of the caller's assignments", body = AccessPackageAssignmentCollection),
+        (status = 400, description = "The token has no `oid`, or a query option is unsupported, repeated or malformed", body = ODataError),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn filter_by_current_user(
+    State(state): State<AppState>,
+    axum::Extension(context): axum::Extension<RequestContext>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let metadata = upstream_metadata(&headers, &context)?;
+    list_assignments(&state, metadata, &uri, &headers, CurrentUserFilter::Target).await
+}
+
+/// `GET {prefix}/identityGovernance/entitlementManagement/accessPackageAssignments/$count`
+#[utoipa::path(
+    get,
+    path = format!("{COLLECTION}/$count"),
+    operation_id = "identityGovernance.entitlementManagement.accessPackageAssignments.GetCount",
+    tag = TAG,
+    summary = "Count accessPackageAssignments",
+    description = "The number of assignments that match `$filter` (all without one), as `text/plain`. Needs `EntitlementManagement.Read.All` or `EntitlementManagement.ReadWrite.All`. `$search` and every other option are refused with 400.",
+    params(
+        ("$filter" = Option<String>, Query, example = "assignmentState eq 'Delivered'",
+            description = "As on the list."),
+    ),
+    responses(
+        (status = 200, description = "The number of matching assignments", content_type = "text/plain", body = i64),
+        (status = 400, description = "A query option is unsupported, repeated or malformed", body = ODataError),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn count(
+    State(state): State<AppState>,
+    axum::Extension(context): axum::Extension<RequestContext>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let metadata = upstream_metadata(&headers, &context)?;
+    let options = options(&uri, Accepts::Count)?;
+    let message = CountAssignmentsRequest {
+        filter: options.filter,
+        filter_by_current_user: CurrentUserFilter::Unspecified.into(),
+    };
+    let counted = state
+        .call(metadata, message, Retry::Once, |mut c, r| async move {
+            c.count_assignments(r).await
+        })
+        .await?;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        counted.count.to_string(),
+    )
+        .into_response())
 }
 
 /// `GET {prefix}/identityGovernance/entitlementManagement/accessPackageAssignments`
@@ -149,7 +245,7 @@ pub async fn get(
     operation_id = "identityGovernance.entitlementManagement.ListAccessPackageAssignments",
     tag = TAG,
     summary = "List accessPackageAssignments",
-    description = "Needs `EntitlementManagement.Read.All` or `EntitlementManagement.ReadWrite.All`. Query options not listed here (e.g. `$expand`, `$skip`, `$search`) are refused with 400; options without `$` are ignored.",
+    description = "Needs `EntitlementManagement.Read.All` or `EntitlementManagement.ReadWrite.All`. Query options not listed here (e.g. `$expand`, `$skip`, `$search`) and any other query parameter are refused with 400. On beta (and without a prefix, and on `/localtest`) the `$` is optional (`filter` is `$filter`); on `/v1.0` it is required.",
     params(
         ("$filter" = Option<String>, Query, example = "assignmentState eq 'Delivered'",
             description = "An OData filter: comparisons (`eq`, `ne`; `lt`, `le`, `gt`, `ge` on expiredDateTime) of a property with a literal, joined by `and`/`or`, in parentheses if needed. `accessPackage/id` stands for accessPackageId and `accessPackageAssignmentPolicy/id` for assignmentPolicyId."),
@@ -176,7 +272,25 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let metadata = upstream_metadata(&headers, &context)?;
-    let options = ListOptions::parse(uri.query())?;
+    list_assignments(
+        &state,
+        metadata,
+        &uri,
+        &headers,
+        CurrentUserFilter::Unspecified,
+    )
+    .await
+}
+
+/// One page of the collection, or of the caller's own part of it.
+async fn list_assignments(
+    state: &AppState,
+    metadata: MetadataMap,
+    uri: &Uri,
+    headers: &HeaderMap,
+    scope: CurrentUserFilter,
+) -> Result<Response, ApiError> {
+    let options = options(uri, Accepts::Collection)?;
     let page_size = match options.top {
         None => 0,
         // 0 would mean "the default" upstream; $top=0 is no page at all.
@@ -187,20 +301,14 @@ pub async fn list(
         }
         Some(top) => top,
     };
-    let select = (!options.select.is_empty()).then(|| prost_types::FieldMask {
-        paths: options
-            .select
-            .iter()
-            .map(|p| p.field_name().to_owned())
-            .collect(),
-    });
     let message = ListAssignmentsRequest {
         page_size,
         page_token: options.skiptoken.clone(),
         filter: options.filter.clone(),
-        select,
+        select: options.select_mask(),
         order_by: options.orderby.clone(),
         include_total_count: options.count,
+        filter_by_current_user: scope.into(),
     };
     let page = state
         .call(metadata, message, Retry::Once, |mut c, r| async move {
@@ -208,13 +316,12 @@ pub async fn list(
         })
         .await?;
 
-    let origin = origin(&uri, &headers);
-    let prefix = uri.path().split(COLLECTION).next().unwrap_or_default();
-    let mut odata_context = format!("{origin}{prefix}/$metadata#accessPackageAssignments");
-    if !options.select.is_empty() {
-        let names: Vec<&str> = options.select.iter().map(|p| p.name()).collect();
-        odata_context = format!("{odata_context}({})", names.join(","));
-    }
+    let origin = origin(uri, headers);
+    let odata_context = format!(
+        "{origin}{}/$metadata#accessPackageAssignments{}",
+        prefix_of(uri),
+        options.select_suffix()
+    );
     let next_link = (!page.next_page_token.is_empty())
         .then(|| options.next_link(&format!("{origin}{}", uri.path()), &page.next_page_token));
     let body = graph_json::write_collection(&graph_json::CollectionPage {
@@ -224,10 +331,7 @@ pub async fn list(
         items: &page.assignments,
         selection: options.selection(),
     })
-    .map_err(|e| {
-        tracing::error!(error = %e, "the upstream answered an assignment that cannot be written as Graph JSON");
-        ApiError::internal()
-    })?;
+    .map_err(unwritable)?;
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, GRAPH_JSON)], body).into_response())
 }
 
@@ -250,13 +354,13 @@ pub async fn list(
 pub async fn delete(
     State(state): State<AppState>,
     axum::Extension(context): axum::Extension<RequestContext>,
+    uri: Uri,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let metadata = upstream_metadata(&headers, &context)?;
-    let Path(id) = id.map_err(|_| {
-        ApiError::bad_request("The id in the URL is not valid percent-encoded UTF-8.")
-    })?;
+    let id = path_segment(id)?;
+    options(&uri, Accepts::Nothing)?;
     // Not retried: a delete that reached the service before the failure would
     // answer 404 the second time.
     state
@@ -275,11 +379,68 @@ fn entity_response(
     assignment: &AccessPackageAssignment,
     odata_context: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let body = graph_json::write_assignment(assignment, odata_context).map_err(|e| {
-        tracing::error!(error = %e, "the upstream answered an assignment that cannot be written as Graph JSON");
-        ApiError::internal()
-    })?;
+    let body = graph_json::write_selected(assignment, odata_context, Selection::ALL)
+        .map_err(unwritable)?;
     Ok((status, [(header::CONTENT_TYPE, GRAPH_JSON)], body).into_response())
+}
+
+/// The 500 for an answer of the upstream that Graph JSON cannot express.
+fn unwritable(error: serde_json::Error) -> ApiError {
+    tracing::error!(error = %error, "the upstream answered an assignment that cannot be written as Graph JSON");
+    ApiError::internal()
+}
+
+/// The version prefix of the request's path: "", `/beta`, `/v1.0` or `/localtest`.
+fn prefix_of(uri: &Uri) -> &str {
+    uri.path().split(COLLECTION).next().unwrap_or_default()
+}
+
+/// The query options of the request, as a route that takes `accepts` reads them
+/// in its version's dialect.
+fn options(uri: &Uri, accepts: Accepts) -> Result<QueryOptions, ApiError> {
+    QueryOptions::parse(uri.query(), Dialect::of_prefix(prefix_of(uri)), accepts)
+}
+
+/// A path segment, percent-decoded.
+fn path_segment(segment: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    segment
+        .map(|Path(segment)| segment)
+        .map_err(|_| ApiError::bad_request("The id in the URL is not valid percent-encoded UTF-8."))
+}
+
+/// The `on` argument of a `filterByCurrentUser(on='...')` segment (the function's
+/// name in any case), or `None` when the segment is not that call.
+fn function_argument(segment: &str) -> Option<String> {
+    const NAME: &str = "filterByCurrentUser(";
+    let head = segment.get(..NAME.len())?;
+    if !head.eq_ignore_ascii_case(NAME) {
+        return None;
+    }
+    let inner = segment[NAME.len()..].strip_suffix(')')?.trim();
+    let (parameter, value) = inner.split_once('=')?;
+    if !parameter.trim().eq_ignore_ascii_case("on") {
+        return None;
+    }
+    let value = value.trim();
+    Some(
+        value
+            .strip_prefix('\'')
+            .and_then(|v| v.strip_suffix('\''))
+            .unwrap_or(value)
+            .to_owned(),
+    )
+}
+
+/// The scope `filterByCurrentUser(on='...')` asks for.
+fn current_user(on: &str) -> Result<CurrentUserFilter, ApiError> {
+    match on {
+        "target" => Ok(CurrentUserFilter::Target),
+        "createdBy" => Ok(CurrentUserFilter::CreatedBy),
+        other => Err(ApiError::bad_request(format!(
+            "'{}' is not a value of accessPackageAssignmentFilterByCurrentUserOptions: use 'target'.",
+            crate::domain::filter::quote(other)
+        ))),
+    }
 }
 
 /// The metadata of the upstream call: the caller's bearer token (as

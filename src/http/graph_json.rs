@@ -89,12 +89,24 @@ pub fn write_assignment(
     assignment: &AccessPackageAssignment,
     odata_context: Option<&str>,
 ) -> Result<Vec<u8>, serde_json::Error> {
+    write_selected(assignment, odata_context, Selection::ALL)
+}
+
+/// [`write_assignment`] with only the selected properties (`$select`).
+///
+/// # Errors
+/// As [`write_assignment`].
+pub fn write_selected(
+    assignment: &AccessPackageAssignment,
+    odata_context: Option<&str>,
+    selection: Selection,
+) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = Vec::with_capacity(512);
     GraphAssignment {
         assignment,
         odata_context,
         odata_type: true,
-        selection: Selection::ALL,
+        selection,
     }
     .serialize(&mut serde_json::Serializer::new(&mut out))?;
     Ok(out)

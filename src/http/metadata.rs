@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use axum::{
-    http::{StatusCode, header},
+    http::{StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
 
@@ -20,6 +20,12 @@ pub const NAMESPACE: &str = "microsoft.graph";
 pub const ENTITY_TYPE: &str = "accessPackageAssignment";
 /// The entity set that `@odata.context` URLs name (`$metadata#accessPackageAssignments`).
 pub const ENTITY_SET: &str = "accessPackageAssignments";
+
+/// The bound function that lists the caller's own assignments.
+pub const FILTER_BY_CURRENT_USER: &str = "filterByCurrentUser";
+/// The enum type of its `on` parameter.
+pub const FILTER_BY_CURRENT_USER_OPTIONS: &str =
+    "accessPackageAssignmentFilterByCurrentUserOptions";
 
 /// One structural property of the entity type, as the model declares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,13 +70,19 @@ pub fn properties() -> impl Iterator<Item = EdmProperty> {
         (status = 200, description = "The CSDL document (OData 4.0 XML)", content_type = "application/xml", body = String),
     ),
 )]
-pub async fn metadata() -> Response {
-    (
+pub async fn metadata(uri: Uri) -> Result<Response, super::ApiError> {
+    // No option applies to the model; none is silently ignored either.
+    super::query::QueryOptions::parse(
+        uri.query(),
+        super::query::Dialect::Beta,
+        super::query::Accepts::Nothing,
+    )?;
+    Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/xml")],
         csdl(),
     )
-        .into_response()
+        .into_response())
 }
 
 /// The CSDL XML document.
@@ -125,6 +137,32 @@ pub fn csdl() -> String {
         );
     }
     xml.push_str("      </EntityType>\n");
+
+    // filterByCurrentUser(on='target'), bound to the collection, as Graph declares
+    // it (its `/$count` and the collection's are OData's own, with no declaration).
+    let _ = write!(
+        xml,
+        concat!(
+            r#"      <EnumType Name="{options}">"#,
+            "\n",
+            r#"        <Member Name="target" Value="0" />"#,
+            "\n",
+            r#"        <Member Name="createdBy" Value="1" />"#,
+            "\n      </EnumType>\n",
+            r#"      <Function Name="{function}" IsBound="true" IsComposable="true">"#,
+            "\n",
+            r#"        <Parameter Name="bindingParameter" Type="Collection({ns}.{entity})" />"#,
+            "\n",
+            r#"        <Parameter Name="on" Type="{ns}.{options}" Nullable="false" />"#,
+            "\n",
+            r#"        <ReturnType Type="Collection({ns}.{entity})" />"#,
+            "\n      </Function>\n",
+        ),
+        ns = ns,
+        entity = ENTITY_TYPE,
+        options = FILTER_BY_CURRENT_USER_OPTIONS,
+        function = FILTER_BY_CURRENT_USER,
+    );
 
     // The path to it: identityGovernance/entitlementManagement/accessPackageAssignments.
     let _ = write!(

@@ -39,8 +39,9 @@ use crate::{
     metrics::Metrics,
     observe,
     proto::v1::{
-        CreateAssignmentRequest, DeleteAssignmentRequest, GetAssignmentRequest,
-        ListAssignmentsRequest, entitlement_management_client::EntitlementManagementClient,
+        CountAssignmentsRequest, CreateAssignmentRequest, DeleteAssignmentRequest,
+        GetAssignmentRequest, ListAssignmentsRequest,
+        entitlement_management_client::EntitlementManagementClient,
     },
     telemetry,
     upstream::{Upstream, Upstreams},
@@ -209,6 +210,10 @@ impl Rpc for GetAssignmentRequest {
 
 impl Rpc for ListAssignmentsRequest {
     const METHOD: &'static str = "ListAssignments";
+}
+
+impl Rpc for CountAssignmentsRequest {
+    const METHOD: &'static str = "CountAssignments";
 }
 
 impl Rpc for DeleteAssignmentRequest {

@@ -73,6 +73,11 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         api = api
             .routes(prefixed(prefix, create_routes()))
             .routes(prefixed(prefix, routes!(assignments::list)))
+            .routes(prefixed(prefix, routes!(assignments::count)))
+            .routes(prefixed(
+                prefix,
+                routes!(assignments::filter_by_current_user),
+            ))
             .routes(prefixed(
                 prefix,
                 routes!(assignments::get, assignments::delete),

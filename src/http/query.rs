@@ -1,15 +1,73 @@
-//! The OData query options of a list request (`$filter`, `$top`, `$skiptoken`,
-//! `$count`, `$select`, `$orderby`), read from the URL the way Graph clients send
-//! them, and the `@odata.nextLink` that carries them on to the next page.
-
-use std::borrow::Cow;
+//! The OData query options of a request (`$filter`, `$top`, `$skiptoken`, `$count`,
+//! `$select`, `$orderby`), read from the URL the way Graph clients send them, and
+//! the `@odata.nextLink` that carries them on to the next page.
+//!
+//! No option is ever ignored: one that the route does not take, or a parameter that
+//! is no option at all, is a 400 that names it. A list-then-delete script whose
+//! filter was dropped would otherwise act on every assignment.
 
 use super::ApiError;
-use crate::domain::{Property, Selection};
+use crate::domain::{Property, Selection, filter::quote};
 
-/// The query options of one list request, translated for the upstream call.
+/// How a version prefix spells the system query options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Graph's beta (and the unprefixed and `/localtest` paths, which follow it):
+    /// the `$` is optional, so `filter` is `$filter`.
+    Beta,
+    /// Graph's v1.0, where the `$` is optional only for some APIs: it is required,
+    /// and a `$`-less system option is a 400 that says so.
+    V1,
+}
+
+impl Dialect {
+    /// The dialect of a version prefix (`""`, `/beta`, `/v1.0`, `/localtest`).
+    pub fn of_prefix(prefix: &str) -> Self {
+        if prefix == "/v1.0" {
+            Dialect::V1
+        } else {
+            Dialect::Beta
+        }
+    }
+}
+
+/// The options a route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepts {
+    /// A collection: every supported option.
+    Collection,
+    /// A collection's `/$count`: `$filter`.
+    Count,
+    /// A single entity: `$select`.
+    Entity,
+    /// None (a create, a delete, the model).
+    Nothing,
+}
+
+impl Accepts {
+    fn options(self) -> &'static [&'static str] {
+        match self {
+            Accepts::Collection => &SUPPORTED,
+            Accepts::Count => &["$filter"],
+            Accepts::Entity => &["$select"],
+            Accepts::Nothing => &[],
+        }
+    }
+
+    /// What the URL is, for messages.
+    fn target(self) -> &'static str {
+        match self {
+            Accepts::Collection => "a collection of accessPackageAssignments",
+            Accepts::Count => "a count ($count)",
+            Accepts::Entity => "a single accessPackageAssignment",
+            Accepts::Nothing => "this request",
+        }
+    }
+}
+
+/// The query options of one request, translated for the upstream call.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListOptions {
+pub struct QueryOptions {
     pub filter: String,
     pub top: Option<i32>,
     pub skiptoken: String,
@@ -18,9 +76,10 @@ pub struct ListOptions {
     pub select: Vec<Property>,
     pub orderby: String,
     /// Every system query option as sent except `$skiptoken`, for the next link.
-    carried: Vec<(String, String)>,
+    carried: Vec<(&'static str, String)>,
 }
 
+/// The options this service applies (on a collection).
 const SUPPORTED: [&str; 6] = [
     "$filter",
     "$top",
@@ -30,33 +89,53 @@ const SUPPORTED: [&str; 6] = [
     "$orderby",
 ];
 
-impl ListOptions {
-    /// Reads the options from a raw query string.
+/// OData's system query options (and Graph's `$skiptoken`): a `$`-less parameter
+/// with one of these names is that option on beta.
+const SYSTEM: [&str; 17] = [
+    "$filter",
+    "$top",
+    "$skiptoken",
+    "$count",
+    "$select",
+    "$orderby",
+    "$expand",
+    "$search",
+    "$skip",
+    "$format",
+    "$levels",
+    "$apply",
+    "$compute",
+    "$deltatoken",
+    "$index",
+    "$schemaversion",
+    "$id",
+];
+
+impl QueryOptions {
+    /// Reads the options of a route that takes `accepts` from a raw query string.
     ///
     /// # Errors
-    /// A 400 naming the option that is unsupported, repeated or malformed.
-    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
-        let mut options = ListOptions::default();
-        let mut seen = Vec::new();
+    /// A 400 naming the parameter that is not an option the route takes, an option
+    /// given twice (also once with and once without `$`), or a malformed value.
+    pub fn parse(raw: Option<&str>, dialect: Dialect, accepts: Accepts) -> Result<Self, ApiError> {
+        let mut options = QueryOptions::default();
+        let mut seen: Vec<(&'static str, String)> = Vec::new();
         for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-            // Options without `$` are custom query options, which OData ignores.
-            if !key.starts_with('$') {
-                continue;
-            }
-            let name = key.to_ascii_lowercase();
-            let Some(&name) = SUPPORTED.iter().find(|s| **s == name) else {
-                return Err(ApiError::bad_request(format!(
-                    "The query option '{}' is not supported. Supported options are {}.",
-                    quote(&key),
-                    SUPPORTED.join(", ")
-                )));
+            let name = system_option(&key, dialect)?;
+            let Some(&name) = accepts.options().iter().find(|s| **s == name) else {
+                return Err(not_taken(&key, name, accepts));
             };
-            if seen.contains(&name) {
+            if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+                let both = if *first == key {
+                    String::new()
+                } else {
+                    format!(" (as '{}' and as '{}')", quote(first), quote(&key))
+                };
                 return Err(ApiError::bad_request(format!(
-                    "The query option '{name}' is specified more than once; it must be specified at most once."
+                    "The query option '{name}' is specified more than once{both}; it must be specified at most once."
                 )));
             }
-            seen.push(name);
+            seen.push((name, key.into_owned()));
             match name {
                 "$filter" => options.filter = value.clone().into_owned(),
                 "$orderby" => options.orderby = value.clone().into_owned(),
@@ -86,9 +165,8 @@ impl ListOptions {
                 _ => unreachable!("every supported option is handled"),
             }
             if name != "$skiptoken" {
-                options
-                    .carried
-                    .push((name.to_owned(), value_of(&options, name)));
+                let carried = value_of(&options, name);
+                options.carried.push((name, carried));
             }
         }
         Ok(options)
@@ -103,6 +181,27 @@ impl ListOptions {
                 .iter()
                 .fold(Selection::id_only(), |s, p| s.with(*p))
         }
+    }
+
+    /// `$select` as a field mask for the upstream call; `None` for all.
+    pub fn select_mask(&self) -> Option<prost_types::FieldMask> {
+        (!self.select.is_empty()).then(|| prost_types::FieldMask {
+            paths: self
+                .select
+                .iter()
+                .map(|p| p.field_name().to_owned())
+                .collect(),
+        })
+    }
+
+    /// `$select`'s canonical names, comma-separated, in parentheses (as a context
+    /// URL carries them); "" without `$select`.
+    pub fn select_suffix(&self) -> String {
+        if self.select.is_empty() {
+            return String::new();
+        }
+        let names: Vec<&str> = self.select.iter().map(|p| p.name()).collect();
+        format!("({})", names.join(","))
     }
 
     /// The URL of the next page: this one's options with the new `$skiptoken`.
@@ -120,8 +219,57 @@ impl ListOptions {
     }
 }
 
+/// The system query option a parameter is, `$` included and in lower case.
+///
+/// # Errors
+/// A 400 for a parameter that is no system query option (OData's custom query
+/// options: none is supported), or a `$`-less one on v1.0.
+fn system_option(key: &str, dialect: Dialect) -> Result<&'static str, ApiError> {
+    let (dollar, bare) = match key.strip_prefix('$') {
+        Some(bare) => (true, bare),
+        None => (false, key),
+    };
+    let found = SYSTEM
+        .iter()
+        .find(|option| option[1..].eq_ignore_ascii_case(bare))
+        .copied();
+    match (found, dollar, dialect) {
+        (Some(option), true, _) | (Some(option), false, Dialect::Beta) => Ok(option),
+        (Some(option), false, Dialect::V1) => Err(ApiError::bad_request(format!(
+            "The query parameter '{}' is not supported on /v1.0: system query options need their '$' there; use '{option}'.",
+            quote(key)
+        ))),
+        (None, true, _) => Err(ApiError::bad_request(format!(
+            "The query option '{}' is not supported. Supported options are {}.",
+            quote(key),
+            SUPPORTED.join(", ")
+        ))),
+        (None, false, _) => Err(ApiError::bad_request(format!(
+            "The query parameter '{}' is not supported: it is no OData system query option, and this service takes no other parameters.",
+            quote(key)
+        ))),
+    }
+}
+
+/// The 400 for an option the route does not take.
+fn not_taken(key: &str, name: &str, accepts: Accepts) -> ApiError {
+    let takes = match accepts.options() {
+        [] => "it takes no query options".to_owned(),
+        options => format!("it takes {}", options.join(", ")),
+    };
+    let spelled = if key.eq_ignore_ascii_case(name) {
+        String::new()
+    } else {
+        format!(" (as '{}')", quote(key))
+    };
+    ApiError::bad_request(format!(
+        "The query option '{name}'{spelled} is not supported on {}: {takes}.",
+        accepts.target()
+    ))
+}
+
 /// The value to carry for an option, as it was given.
-fn value_of(options: &ListOptions, name: &str) -> String {
+fn value_of(options: &QueryOptions, name: &str) -> String {
     match name {
         "$filter" => options.filter.clone(),
         "$orderby" => options.orderby.clone(),
@@ -143,7 +291,7 @@ fn parse_select(value: &str) -> Result<Vec<Property>, ApiError> {
         if name == "*" {
             return Ok(Vec::new());
         }
-        match Property::from_name(name) {
+        match Property::from_query_name(name) {
             Some(p) if !properties.contains(&p) => properties.push(p),
             Some(_) => {}
             None => {
@@ -164,24 +312,19 @@ fn encode(value: &str) -> String {
         .replace('+', "%20")
 }
 
-/// A caller's text, shortened for a message.
-fn quote(text: &str) -> Cow<'_, str> {
-    const MAX: usize = 64;
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => Cow::Owned(format!("{}…", &text[..cut])),
-        None => Cow::Borrowed(text),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn list(query: &str) -> Result<QueryOptions, ApiError> {
+        QueryOptions::parse(Some(query), Dialect::Beta, Accepts::Collection)
+    }
+
     #[test]
     fn reads_what_graph_sdks_send() {
-        let options = ListOptions::parse(Some(
-            "$filter=accessPackage%2Fid%20eq%20%27p%27&$top=2&$count=true&$select=accessPackageId,targetId&custom=1",
-        ))
+        let options = list(
+            "$filter=accessPackage%2Fid%20eq%20%27p%27&$top=2&$count=true&$select=accessPackageId,TARGETID",
+        )
         .unwrap();
         assert_eq!(options.filter, "accessPackage/id eq 'p'");
         assert_eq!(options.top, Some(2));
@@ -192,26 +335,88 @@ mod tests {
         );
         assert!(options.selection().contains(Property::Id));
         assert!(!options.selection().contains(Property::CatalogId));
+        assert_eq!(options.select_suffix(), "(accessPackageId,targetId)");
         assert_eq!(
             options.next_link("http://h/beta/x", "tok+/="),
             "http://h/beta/x?$filter=accessPackage%2Fid%20eq%20%27p%27&$top=2&$count=true&$select=accessPackageId%2CtargetId&$skiptoken=tok%2B%2F%3D"
         );
-        let again = ListOptions::parse(Some(&options.next_link("", "t")[1..])).unwrap();
+        let again = list(&options.next_link("", "t")[1..]).unwrap();
         assert_eq!(again.filter, options.filter);
         assert_eq!(again.skiptoken, "t");
+    }
+
+    #[test]
+    fn on_beta_the_dollar_is_optional_and_the_next_link_writes_it() {
+        let bare = list("filter=targetId%20eq%20%27z%27&Top=1&select=targetId").unwrap();
+        let dollar = list("$filter=targetId%20eq%20%27z%27&$top=1&$select=targetId").unwrap();
+        assert_eq!(bare, dollar);
+        assert!(
+            bare.next_link("", "t")
+                .starts_with("?$filter=targetId%20eq%20%27z%27&$top=1&$select=targetId&")
+        );
+        let error = list("filter=a&$filter=b").unwrap_err();
+        assert!(
+            error
+                .message
+                .contains("'$filter' is specified more than once (as 'filter' and as '$filter')"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn on_v1_a_dollarless_system_option_asks_for_its_dollar() {
+        let error =
+            QueryOptions::parse(Some("filter=x"), Dialect::V1, Accepts::Collection).unwrap_err();
+        assert!(error.message.contains("use '$filter'"), "{}", error.message);
+        let options =
+            QueryOptions::parse(Some("$FILTER=x"), Dialect::V1, Accepts::Collection).unwrap();
+        assert_eq!(options.filter, "x");
     }
 
     #[test]
     fn refuses_what_it_does_not_support() {
         for (query, needle) in [
             ("$expand=x", "'$expand' is not supported"),
+            ("expand=x", "'$expand' (as 'expand') is not supported"),
+            ("$foo=x", "'$foo' is not supported"),
+            ("foo=bar", "'foo' is not supported"),
+            ("=bar", "'' is not supported"),
             ("$top=1&$top=2", "more than once"),
             ("$top=ten", "'$top'"),
             ("$count=yes", "'$count'"),
             ("$select=foo", "'foo'"),
         ] {
-            let error = ListOptions::parse(Some(query)).unwrap_err();
+            let error = list(query).unwrap_err();
             assert!(error.message.contains(needle), "{query}: {}", error.message);
         }
+    }
+
+    #[test]
+    fn each_route_takes_its_own_options() {
+        let take = |query, accepts| QueryOptions::parse(Some(query), Dialect::Beta, accepts);
+        assert_eq!(
+            take("$select=TargetId", Accepts::Entity).unwrap().select,
+            [Property::TargetId]
+        );
+        assert_eq!(take("filter=x", Accepts::Count).unwrap().filter, "x");
+        for (query, accepts, needle) in [
+            ("$top=1", Accepts::Entity, "not supported on a single"),
+            ("$filter=x", Accepts::Entity, "it takes $select"),
+            (
+                "$search=x",
+                Accepts::Count,
+                "'$search' is not supported on a count",
+            ),
+            ("$select=id", Accepts::Nothing, "it takes no query options"),
+            ("foo=bar", Accepts::Nothing, "'foo' is not supported"),
+        ] {
+            let error = take(query, accepts).unwrap_err();
+            assert!(error.message.contains(needle), "{query}: {}", error.message);
+        }
+        assert_eq!(
+            QueryOptions::parse(None, Dialect::V1, Accepts::Nothing).unwrap(),
+            QueryOptions::default()
+        );
     }
 }

@@ -124,6 +124,12 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError`] when the database fails.
     async fn list(&self, query: ListQuery<'_>) -> Result<ListPage, StoreError>;
 
+    /// How many assignments match the filter (all of them without one).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    async fn count(&self, filter: Option<&Filter>) -> Result<u64, StoreError>;
+
     /// Deletes the assignment with this id; `false` when there was none.
     ///
     /// # Errors

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::{Inserted, ListPage, ListQuery, Store, StoreError};
 use crate::{
-    domain::{Assignment, AssignmentId},
+    domain::{Assignment, AssignmentId, filter::Filter},
     metrics::Metrics,
 };
 
@@ -46,6 +46,10 @@ impl Store for Observed {
 
     async fn list(&self, query: ListQuery<'_>) -> Result<ListPage, StoreError> {
         self.timed("list", self.inner.list(query)).await
+    }
+
+    async fn count(&self, filter: Option<&Filter>) -> Result<u64, StoreError> {
+        self.timed("count", self.inner.count(filter)).await
     }
 
     async fn delete(&self, id: &AssignmentId) -> Result<bool, StoreError> {

@@ -47,6 +47,14 @@ pub enum Bind {
     Bool(bool),
 }
 
+/// The statement that counts the assignments `filter` matches, and its binds.
+pub fn count(filter: Option<&Filter>, placeholder: fn(usize) -> String) -> (String, Vec<Bind>) {
+    let mut all = Where::new(placeholder);
+    all.push(filter, None);
+    let sql = format!("SELECT COUNT(*) FROM assignments WHERE {}", all.sql);
+    (sql, all.binds)
+}
+
 /// A WHERE clause under construction. `placeholder(n)` writes the n-th (1-based)
 /// placeholder in the backend's syntax (`?` or `$n`).
 pub struct Where {

@@ -17,7 +17,7 @@ use super::{
     sql::{self, Bind, COLUMNS, Where, order_by},
     sqlite_writer::InsertJob,
 };
-use crate::domain::{Assignment, AssignmentId, DateTimeOffset};
+use crate::domain::{Assignment, AssignmentId, DateTimeOffset, filter::Filter};
 
 /// What differs between the sqlx databases a [`SqlStore`] runs on.
 pub trait Dialect: Database {
@@ -318,9 +318,7 @@ where
         let (rows, total): (Vec<Row>, _) = if query.count {
             // The page and the count from one snapshot: a create committed between
             // the two reads must not make the count disagree with the page.
-            let mut all = Where::new(DB::placeholder);
-            all.push(query.filter, None);
-            let count_sql = format!("SELECT COUNT(*) FROM assignments WHERE {}", all.sql);
+            let (count_sql, count_binds) = sql::count(query.filter, DB::placeholder);
             let mut snapshot = self
                 .pool
                 .begin_with(DB::BEGIN_SNAPSHOT)
@@ -330,7 +328,7 @@ where
                 .fetch_all(&mut *snapshot)
                 .await
                 .map_err(DB::classify)?;
-            let (count,): (i64,) = bind_all(sqlx::query_as(&count_sql), all.binds)
+            let (count,): (i64,) = bind_all(sqlx::query_as(&count_sql), count_binds)
                 .fetch_one(&mut *snapshot)
                 .await
                 .map_err(DB::classify)?;
@@ -348,6 +346,15 @@ where
             .map(Assignment::try_from)
             .collect::<Result<_, _>>()?;
         Ok(ListPage { items, total })
+    }
+
+    async fn count(&self, filter: Option<&Filter>) -> Result<u64, StoreError> {
+        let (sql, binds) = sql::count(filter, DB::placeholder);
+        let (count,): (i64,) = bind_all(sqlx::query_as(&sql), binds)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(DB::classify)?;
+        Ok(count.unsigned_abs())
     }
 
     async fn delete(&self, id: &AssignmentId) -> Result<bool, StoreError> {

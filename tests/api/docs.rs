@@ -500,7 +500,7 @@ async fn every_documented_operation_is_served_as_documented() {
     let app = TestApp::spawn().await;
     let document = openapi(&app).await;
     let operations = operations(&document);
-    assert!(operations.len() >= 4 * 6 + 3, "{}", operations.len());
+    assert!(operations.len() >= 4 * 8 + 3, "{}", operations.len());
     for operation in &operations {
         let label = operation.label();
         let documented = operation.statuses();
@@ -568,6 +568,11 @@ async fn the_router_serves_nothing_that_the_document_does_not_list() {
         for (path, methods) in [
             (format!("{prefix}{COLLECTION}"), &["GET", "POST"][..]),
             (format!("{prefix}{COLLECTION}/$ref"), &["POST"][..]),
+            (format!("{prefix}{COLLECTION}/$count"), &["GET"][..]),
+            (
+                format!("{prefix}{COLLECTION}/filterByCurrentUser(on='target')"),
+                &["GET"][..],
+            ),
             (
                 format!("{prefix}{COLLECTION}/{{id}}"),
                 &["DELETE", "GET"][..],
@@ -820,6 +825,35 @@ async fn metadata_is_csdl_of_the_entity_as_the_json_has_it_on_every_prefix() {
             })
             .expect("a binding of the path");
         assert_eq!(binding.attribute("Target"), Some(set_name));
+
+        // The function segment a caller's own list is read through: bound to the
+        // collection, its `on` of an enum type that has the value the route takes.
+        let function =
+            child(schema, "Function", "filterByCurrentUser").expect("Function filterByCurrentUser");
+        assert_eq!(function.attribute("IsBound"), Some("true"));
+        let parameters: Vec<(&str, &str)> = function
+            .children()
+            .filter(|n| n.has_tag_name((EDM, "Parameter")))
+            .map(|p| (p.attribute("Name").unwrap(), p.attribute("Type").unwrap()))
+            .collect();
+        assert_eq!(parameters[0].1, type_name, "bound to the collection");
+        assert_eq!(parameters[1].0, "on");
+        let options = parameters[1]
+            .1
+            .strip_prefix("microsoft.graph.")
+            .expect("an enum of microsoft.graph");
+        let members: Vec<&str> = child(schema, "EnumType", options)
+            .expect("the enum type of on")
+            .children()
+            .filter(|n| n.has_tag_name((EDM, "Member")))
+            .filter_map(|m| m.attribute("Name"))
+            .collect();
+        assert!(members.contains(&"target"), "{members:?}");
+        let returns = function
+            .children()
+            .find(|n| n.has_tag_name((EDM, "ReturnType")))
+            .expect("a ReturnType");
+        assert_eq!(returns.attribute("Type"), Some(type_name.as_str()));
     }
 }
 

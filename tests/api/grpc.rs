@@ -64,7 +64,10 @@ async fn create_and_get_with_a_typed_client() {
     );
     let read = client
         .get_assignment(authorized(
-            GetAssignmentRequest { id: id.clone() },
+            GetAssignmentRequest {
+                id: id.clone(),
+                select: None,
+            },
             &app.token,
         ))
         .await
@@ -187,6 +190,7 @@ async fn conflicts_and_missing_ids_are_real_statuses() {
         .get_assignment(authorized(
             GetAssignmentRequest {
                 id: "00000000-0000-4000-8000-000000000000".into(),
+                select: None,
             },
             &app.token,
         ))
@@ -220,7 +224,10 @@ async fn calls_need_a_token_with_the_permission() {
     assert_eq!(status.code(), Code::PermissionDenied);
     let status = client
         .get_assignment(authorized(
-            GetAssignmentRequest { id: "nope".into() },
+            GetAssignmentRequest {
+                id: "nope".into(),
+                select: None,
+            },
             &app.mint(&["Other.Scope"]),
         ))
         .await

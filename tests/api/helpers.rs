@@ -134,9 +134,15 @@ impl TestApp {
 
     /// A token signed with this app's key, granting `scopes`.
     pub fn mint(&self, scopes: &[&str]) -> String {
+        self.mint_as("test", scopes)
+    }
+
+    /// A token of `subject` (its `sub` and `oid`) signed with this app's key,
+    /// granting `scopes`.
+    pub fn mint_as(&self, subject: &str, scopes: &[&str]) -> String {
         let key = SigningKey::load_or_create(self.data_dir.path()).unwrap();
         let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
-        key.issue("test", &scopes, Duration::from_secs(600))
+        key.issue(subject, &scopes, Duration::from_secs(600))
             .unwrap()
     }
 

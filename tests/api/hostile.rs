@@ -809,7 +809,24 @@ fn cases(app: &TestApp, existing_id: &str) -> Vec<Case> {
         ("$select=manager".to_owned(), "'manager'"),
         ("$select=".to_owned(), "$select"),
         ("$select=targetId,,catalogId".to_owned(), "$select"),
-        ("$select=TargetId".to_owned(), "'TargetId'"),
+        ("$select=target_id".to_owned(), "'target_id'"),
+        // Without `$` (beta): the same options, never ignored.
+        ("filter=targetId%20eq".to_owned(), "expected a value"),
+        ("top=abc".to_owned(), "'$top'"),
+        ("Top=0".to_owned(), "'$top'"),
+        (
+            "expand=target".to_owned(),
+            "'$expand' (as 'expand') is not supported",
+        ),
+        (
+            "search=x".to_owned(),
+            "'$search' (as 'search') is not supported",
+        ),
+        ("filter=a&$filter=b".to_owned(), "more than once"),
+        ("$TOP=1&top=2".to_owned(), "more than once"),
+        ("foo=bar".to_owned(), "'foo' is not supported"),
+        ("api-version=2".to_owned(), "'api-version' is not supported"),
+        ("=x".to_owned(), "'' is not supported"),
         ("$orderby=targetId".to_owned(), "$orderby"),
         ("$orderby=id%20sideways".to_owned(), "sideways"),
         ("$orderby=id%20asc%20extra".to_owned(), "extra"),
@@ -899,6 +916,65 @@ fn cases(app: &TestApp, existing_id: &str) -> Vec<Case> {
     ] {
         cases.push(Case::list(query).needle(needle));
     }
+    // On /v1.0 a system option needs its `$`.
+    for (query, needle) in [
+        ("filter=targetId%20eq%20'a'", "use '$filter'"),
+        ("top=1", "use '$top'"),
+        ("foo=bar", "'foo' is not supported"),
+    ] {
+        cases.push(
+            Case::new(
+                format!("GET /v1.0 ?{query}"),
+                Method::GET,
+                format!("/v1.0{COLLECTION}?{query}"),
+            )
+            .needle(needle),
+        );
+    }
+    // The count: $filter only.
+    for (query, needle) in [
+        ("$search=x", "'$search' is not supported on a count"),
+        ("$top=1", "'$top' is not supported on a count"),
+        ("$count=true", "'$count' is not supported on a count"),
+        ("foo=bar", "'foo' is not supported"),
+        ("$filter=foo%20eq%201", "'foo'"),
+        ("filter=a&$filter=b", "more than once"),
+    ] {
+        cases.push(
+            Case::new(
+                format!("GET $count?{query}"),
+                Method::GET,
+                format!("/beta{COLLECTION}/$count?{query}"),
+            )
+            .needle(needle),
+        );
+    }
+    cases.push(
+        Case::new(
+            "GET $count without a token",
+            Method::GET,
+            format!("/beta{COLLECTION}/$count"),
+        )
+        .auth(Auth::Missing)
+        .expect(401, "InvalidAuthenticationToken"),
+    );
+    cases.push(
+        Case::new(
+            "GET $count without the permission",
+            Method::GET,
+            format!("/beta{COLLECTION}/$count"),
+        )
+        .auth(Auth::Scopes(&["User.Read"]))
+        .expect(403, "Authorization_RequestDenied"),
+    );
+    cases.push(
+        Case::new(
+            "POST $count",
+            Method::POST,
+            format!("/beta{COLLECTION}/$count"),
+        )
+        .expect(405, "MethodNotAllowed"),
+    );
 
     // Tokens.
     let other_key = SigningKey::load_or_create(tempfile::tempdir().unwrap().path())

@@ -12,5 +12,6 @@ mod http_list;
 mod lifecycle;
 mod load;
 mod observability;
+mod odata;
 mod oidc;
 mod roles;

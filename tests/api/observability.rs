@@ -260,6 +260,7 @@ async fn a_json_access_line_carries_the_request_id_and_no_secret() {
     let request = grpc_request(
         entitlement_gateway::proto::v1::GetAssignmentRequest {
             id: "9f2d4e0b-6a1c-4c55-9d0e-0d7c1a3b2e11".to_owned(),
+            select: None,
         },
         &token,
         "grpc-caller-1",
@@ -558,7 +559,13 @@ async fn a_browser_can_call_the_grpc_service_with_grpc_web() {
     };
     let response = call(
         "/entitlement.v1.EntitlementManagement/GetAssignment",
-        frame(&GetAssignmentRequest { id: id.clone() }.encode_to_vec()),
+        frame(
+            &GetAssignmentRequest {
+                id: id.clone(),
+                select: None,
+            }
+            .encode_to_vec(),
+        ),
     )
     .await
     .unwrap();

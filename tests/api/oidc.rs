@@ -358,3 +358,62 @@ async fn a_key_withdrawn_from_the_jwks_no_longer_verifies_its_tokens() {
     // The local key is not the issuer's: its tokens are unaffected.
     assert_eq!(create(&app, &app.token).await.status().as_u16(), 201);
 }
+
+#[tokio::test]
+async fn filter_by_current_user_needs_a_token_that_names_a_user() {
+    let url = serve_jwks(jwks(&[rsa()])).await;
+    let app = app_with_issuer(Some(url), None).await;
+    let user = uuid::Uuid::new_v4().to_string();
+    let body = SEED_REQUEST.replace("Target Id value", &user);
+    let created = app.post_assignment("/beta", body).await;
+    assert_eq!(created.status().as_u16(), 201);
+    let id = created.json::<Value>().await.unwrap()["id"].clone();
+    assert_eq!(create(&app, &app.token).await.status().as_u16(), 201);
+    let function = app.url(&format!(
+        "/beta{COLLECTION}/filterByCurrentUser(on='target')"
+    ));
+
+    // A delegated token of the issuer: its `oid` names the user.
+    let delegated = token(
+        &rsa(),
+        json!({"scp": "EntitlementManagement.Read.All", "oid": user}),
+    );
+    let response = app
+        .http
+        .get(&function)
+        .bearer_auth(&delegated)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let page: Value = response.json().await.unwrap();
+    assert_eq!(page["value"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["value"][0]["id"], id);
+
+    // An application token with no `oid`: a clear 400, over HTTP and gRPC.
+    let application = token(&rsa(), json!({"roles": ["EntitlementManagement.Read.All"]}));
+    let response = app
+        .http
+        .get(&function)
+        .bearer_auth(&application)
+        .send()
+        .await
+        .unwrap();
+    let message = assert_graph_error(response, 400, "BadRequest").await;
+    assert!(message.contains("oid"), "{message}");
+    let status = app
+        .grpc()
+        .await
+        .count_assignments(crate::helpers::authorized(
+            entitlement_gateway::proto::v1::CountAssignmentsRequest {
+                filter_by_current_user: entitlement_gateway::proto::v1::CurrentUserFilter::Target
+                    .into(),
+                ..Default::default()
+            },
+            &application,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("oid"), "{}", status.message());
+}
