@@ -8,6 +8,13 @@
 #   - CreateAssignment / GetAssignment with the documented example, idempotent
 #     re-create, ALREADY_EXISTS, and the error codes UNAUTHENTICATED,
 #     PERMISSION_DENIED, INVALID_ARGUMENT and NOT_FOUND as grpcurl reports them,
+#   - CountAssignments (a filter, the case-insensitive
+#     accessPackageAssignmentPolicy/Id form, no filter, filterByCurrentUser),
+#   - ListAssignments with filterByCurrentUser CURRENT_USER_FILTER_TARGET and a
+#     token minted with --subject (only that subject's assignments, paged with
+#     page_token, with a filter on top), the target/objectId alias, and
+#     INVALID_ARGUMENT for CURRENT_USER_FILTER_CREATED_BY,
+#   - GetAssignment with select (only the selected fields and id),
 #   - that SIGTERM drains the server and it exits 0.
 #
 # Run it from anywhere:
@@ -59,6 +66,9 @@ say "gRPC at $ADDR"
 # Tokens signed with the data dir's key (it exists once the server listens).
 TOKEN="$("$BIN" token --data-dir "$DATA")"
 READ_TOKEN="$("$BIN" token --data-dir "$DATA" --scope EntitlementManagement.Read.All)"
+# A user of its own for CURRENT_USER_FILTER_TARGET: a fresh object id, the token's oid.
+ME="$(</proc/sys/kernel/random/uuid)"
+ME_TOKEN="$("$BIN" token --data-dir "$DATA" --subject "$ME")"
 
 # --- helpers ------------------------------------------------------------------------
 PASSED=0
@@ -167,6 +177,41 @@ except (ValueError, AttributeError):
 EOF
 }
 
+# json_true JSON EXPRESSION [ARG...]: JSON parses and the Python EXPRESSION is true;
+# the expression sees the value as `a` and the ARGs as `args`.
+json_true() {
+    "$PY" - "$@" <<'EOF'
+import json, sys
+try:
+    a = json.loads(sys.argv[1])
+except ValueError:
+    sys.exit(1)
+args = sys.argv[3:]
+try:
+    sys.exit(0 if eval(sys.argv[2]) else 1)
+except Exception as e:
+    print(f"      json_true: {type(e).__name__}: {e}")
+    sys.exit(1)
+EOF
+}
+
+# json_field JSON NAME: prints the top-level string NAME of JSON (nothing when absent).
+json_field() {
+    "$PY" - "$1" "$2" <<'EOF'
+import json, sys
+try:
+    print(json.loads(sys.argv[1]).get(sys.argv[2], ""))
+except (ValueError, AttributeError):
+    pass
+EOF
+}
+
+# ids_are JSON ID...: JSON is a ListAssignmentsResponse whose assignments are
+# exactly these ids, each once, in any order.
+ids_are() {
+    json_true "$1" 'sorted(x["id"] for x in a.get("assignments", [])) == sorted(args)' "${@:2}"
+}
+
 is_lower_guid() { [[ "$1" =~ ^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$ ]]; }
 
 # --- 4. the checks -------------------------------------------------------------------
@@ -184,6 +229,27 @@ check "describe $SERVICE shows CreateAssignment and GetAssignment" \
     "rpc GetAssignment ( .entitlement.v1.GetAssignmentRequest ) returns ( .entitlement.v1.AccessPackageAssignment );"
 check "describe $SERVICE shows the proto comments" \
     has "$OUT" "// Creates an assignment. Idempotent by id"
+check "describe $SERVICE shows CountAssignments, ListAssignments and DeleteAssignment" \
+    has "$OUT" \
+    "rpc CountAssignments ( .entitlement.v1.CountAssignmentsRequest ) returns ( .entitlement.v1.CountAssignmentsResponse );" \
+    "rpc ListAssignments ( .entitlement.v1.ListAssignmentsRequest ) returns ( .entitlement.v1.ListAssignmentsResponse );" \
+    "rpc DeleteAssignment ( .entitlement.v1.DeleteAssignmentRequest ) returns ( .google.protobuf.Empty );" \
+    "// Counts the assignments that match a filter, without reading them."
+
+grpc describe entitlement.v1.CountAssignmentsRequest
+check "describe CountAssignmentsRequest shows filter and filter_by_current_user" \
+    has "$OUT" "string filter = 1;" ".entitlement.v1.CurrentUserFilter filter_by_current_user = 2;"
+grpc describe entitlement.v1.CountAssignmentsResponse
+check "describe CountAssignmentsResponse shows count" has "$OUT" "int64 count = 1;"
+grpc describe entitlement.v1.ListAssignmentsRequest
+check "describe ListAssignmentsRequest shows filter_by_current_user" \
+    has "$OUT" ".entitlement.v1.CurrentUserFilter filter_by_current_user = 7;"
+grpc describe entitlement.v1.GetAssignmentRequest
+check "describe GetAssignmentRequest shows select" has "$OUT" ".google.protobuf.FieldMask select = 2;"
+grpc describe entitlement.v1.CurrentUserFilter
+check "describe CurrentUserFilter shows its three values" \
+    has "$OUT" "CURRENT_USER_FILTER_UNSPECIFIED = 0;" "CURRENT_USER_FILTER_TARGET = 1;" \
+    "CURRENT_USER_FILTER_CREATED_BY = 2;"
 
 grpc describe entitlement.v1.AccessPackageAssignment
 check "describe AccessPackageAssignment shows the fields" \
@@ -255,6 +321,116 @@ check "grpcurl's InvalidArgument error mentions accessPackageId" has "$ERR" acce
 UNKNOWN="$(</proc/sys/kernel/random/uuid)"
 invoke "$SERVICE/GetAssignment" "{\"id\": \"$UNKNOWN\"}" "$TOKEN"
 check "GetAssignment of an unknown id ($UNKNOWN) is NotFound" status_is NotFound
+
+echo "--- CountAssignments"
+# Four assignments: three under a fresh policy (two of them for ME, one for another
+# target) and one for ME under another policy.
+POLICY="$(</proc/sys/kernel/random/uuid)"
+OTHER_TARGET="$(</proc/sys/kernel/random/uuid)"
+IN_POLICY_MINE=()   # ME's under POLICY
+IN_POLICY_OTHER=""  # OTHER_TARGET's under POLICY
+MINE_ELSEWHERE=""   # ME's under the other policy
+for spec in "$POLICY $ME" "$POLICY $ME" "$POLICY $OTHER_TARGET" "$(</proc/sys/kernel/random/uuid) $ME"; do
+    read -r policy target <<<"$spec"
+    invoke "$SERVICE/CreateAssignment" "{\"assignment\": {\"accessPackageId\": \"$(</proc/sys/kernel/random/uuid)\",
+        \"assignmentPolicyId\": \"$policy\", \"targetId\": \"$target\", \"assignmentState\": \"Delivered\"}}" "$TOKEN"
+    id="$(json_id "$OUT")"
+    check "CreateAssignment for assignmentPolicyId $policy, targetId $target" is_lower_guid "$id"
+    if [[ "$policy" != "$POLICY" ]]; then
+        MINE_ELSEWHERE="$id"
+    elif [[ "$target" == "$ME" ]]; then
+        IN_POLICY_MINE+=("$id")
+    else
+        IN_POLICY_OTHER="$id"
+    fi
+done
+MINE=("${IN_POLICY_MINE[@]}" "$MINE_ELSEWHERE")
+
+# proto3 JSON writes int64 as a string, and grpcurl leaves out a zero count: {}.
+invoke "$SERVICE/CountAssignments" "{\"filter\": \"assignmentPolicyId eq '$POLICY'\"}" "$TOKEN"
+check "CountAssignments {filter: assignmentPolicyId eq '$POLICY'} is {\"count\": \"3\"}" \
+    json_equal '{"count": "3"}' "$OUT"
+invoke "$SERVICE/CountAssignments" "{\"filter\": \"accessPackageAssignmentPolicy/Id eq '$POLICY'\"}" "$TOKEN"
+check "CountAssignments {filter: accessPackageAssignmentPolicy/Id eq '$POLICY'} (any case) is 3" \
+    json_equal '{"count": "3"}' "$OUT"
+invoke "$SERVICE/CountAssignments" \
+    "{\"filter\": \"ASSIGNMENTPOLICYID eq '$POLICY' and targetId eq '$ME'\"}" "$READ_TOKEN"
+check "CountAssignments {filter: ASSIGNMENTPOLICYID eq ... and targetId eq ME} with a Read.All token is 2" \
+    json_equal '{"count": "2"}' "$OUT"
+invoke "$SERVICE/CountAssignments" "{\"filter\": \"assignmentPolicyId eq '$UNKNOWN'\"}" "$TOKEN"
+check "CountAssignments of a filter that matches nothing is 0 ({} or {\"count\": \"0\"})" \
+    json_true "$OUT" 'a in ({}, {"count": "0"})'
+invoke "$SERVICE/CountAssignments" '{}' "$TOKEN"
+check "CountAssignments {} counts every assignment: at least the 5 created here" \
+    json_true "$OUT" 'int(a["count"]) >= 5'
+invoke "$SERVICE/CountAssignments" '{"filterByCurrentUser": "CURRENT_USER_FILTER_TARGET"}' "$ME_TOKEN"
+check "CountAssignments {filterByCurrentUser: TARGET} with ME's token is 3" json_equal '{"count": "3"}' "$OUT"
+invoke "$SERVICE/CountAssignments" \
+    "{\"filter\": \"assignmentPolicyId eq '$POLICY'\", \"filterByCurrentUser\": \"CURRENT_USER_FILTER_TARGET\"}" \
+    "$ME_TOKEN"
+check "CountAssignments {filter: the policy, filterByCurrentUser: TARGET} with ME's token is 2" \
+    json_equal '{"count": "2"}' "$OUT"
+invoke "$SERVICE/CountAssignments" "{\"filter\": \"assignmentPolicyId eq '$POLICY'\"}"
+check "CountAssignments without a token is Unauthenticated" status_is Unauthenticated
+invoke "$SERVICE/CountAssignments" '{"filter": "assignmentPolicyId eq"}' "$TOKEN"
+check "CountAssignments with a filter that does not parse is InvalidArgument" status_is InvalidArgument
+invoke "$SERVICE/CountAssignments" '{"filterByCurrentUser": "CURRENT_USER_FILTER_CREATED_BY"}' "$ME_TOKEN"
+check "CountAssignments {filterByCurrentUser: CREATED_BY} is InvalidArgument" status_is InvalidArgument
+
+echo "--- ListAssignments filterByCurrentUser"
+invoke "$SERVICE/ListAssignments" '{"filterByCurrentUser": "CURRENT_USER_FILTER_TARGET"}' "$ME_TOKEN"
+check "ListAssignments {filterByCurrentUser: TARGET} with a token minted with --subject $ME: exactly its 3" \
+    ids_are "$OUT" "${MINE[@]}"
+check "ListAssignments {filterByCurrentUser: TARGET}: every targetId is $ME, no nextPageToken" \
+    json_true "$OUT" 'all(x.get("targetId") == args[0] for x in a["assignments"]) and "nextPageToken" not in a' "$ME"
+
+invoke "$SERVICE/ListAssignments" \
+    '{"filterByCurrentUser": "CURRENT_USER_FILTER_TARGET", "pageSize": 2, "includeTotalCount": true}' "$ME_TOKEN"
+check "ListAssignments {filterByCurrentUser: TARGET, pageSize: 2, includeTotalCount}: 2 of totalCount 3, a nextPageToken" \
+    json_true "$OUT" 'len(a["assignments"]) == 2 and a.get("totalCount") == "3" and a.get("nextPageToken")'
+FIRST_PAGE="$OUT"
+PAGE_TOKEN="$(json_field "$OUT" nextPageToken)"
+invoke "$SERVICE/ListAssignments" \
+    "{\"filterByCurrentUser\": \"CURRENT_USER_FILTER_TARGET\", \"pageSize\": 2, \"pageToken\": \"$PAGE_TOKEN\"}" "$ME_TOKEN"
+check "ListAssignments {filterByCurrentUser: TARGET, pageSize: 2, pageToken}: the last page, 1 assignment" \
+    json_true "$OUT" 'len(a["assignments"]) == 1 and "nextPageToken" not in a'
+BOTH_PAGES="$(json_edit "$FIRST_PAGE" 'a["assignments"] += json.loads(args[0])["assignments"]' "$OUT")" || true
+check "ListAssignments {filterByCurrentUser: TARGET} paged by 2: the two pages hold the 3, each once" \
+    ids_are "$BOTH_PAGES" "${MINE[@]}"
+
+invoke "$SERVICE/ListAssignments" \
+    "{\"filter\": \"accessPackageAssignmentPolicy/Id eq '$POLICY'\", \"filterByCurrentUser\": \"CURRENT_USER_FILTER_TARGET\"}" \
+    "$ME_TOKEN"
+check "ListAssignments {filter: the policy, filterByCurrentUser: TARGET}: ME's 2 under it, not the other target's" \
+    ids_are "$OUT" "${IN_POLICY_MINE[@]}"
+
+invoke "$SERVICE/ListAssignments" '{"filterByCurrentUser": "CURRENT_USER_FILTER_TARGET", "pageSize": 999}' "$TOKEN"
+check "ListAssignments {filterByCurrentUser: TARGET} with the local-admin token: none of those 4" \
+    json_true "$OUT" 'not {x["id"] for x in a.get("assignments", [])} & set(args)' "${MINE[@]}" "$IN_POLICY_OTHER"
+
+invoke "$SERVICE/ListAssignments" "{\"filter\": \"target/objectId eq '$ME'\"}" "$TOKEN"
+check "ListAssignments {filter: target/objectId eq '$ME'} (alias of targetId): the same 3" \
+    ids_are "$OUT" "${MINE[@]}"
+
+invoke "$SERVICE/ListAssignments" '{"filterByCurrentUser": "CURRENT_USER_FILTER_CREATED_BY"}' "$ME_TOKEN"
+check "ListAssignments {filterByCurrentUser: CURRENT_USER_FILTER_CREATED_BY} is InvalidArgument" \
+    status_is InvalidArgument
+check "grpcurl's InvalidArgument error names filter_by_current_user" has "$ERR" filter_by_current_user
+
+echo "--- GetAssignment select"
+# proto3 JSON writes a FieldMask as one comma-separated string ("targetId,accessPackageId"),
+# but grpcurl 1.8.6 reads it as a plain message, {"paths": [...]}, and refuses the
+# string (https://github.com/fullstorydev/grpcurl/issues/393).
+invoke "$SERVICE/GetAssignment" "{\"id\": \"$ID\", \"select\": {\"paths\": [\"targetId\", \"accessPackageId\"]}}" "$TOKEN"
+SELECTED="$(json_edit "$CREATED" 'a = {k: a[k] for k in ("id", "targetId", "accessPackageId") if k in a}')" || true
+check "GetAssignment {select: targetId,accessPackageId}: only id, targetId and accessPackageId" \
+    json_equal "$SELECTED" "$OUT"
+invoke "$SERVICE/GetAssignment" "{\"id\": \"$ID\", \"select\": {\"paths\": [\"target_id\", \"AssignmentState\"]}}" "$TOKEN"
+SELECTED="$(json_edit "$CREATED" 'a = {k: a[k] for k in ("id", "targetId", "assignmentState") if k in a}')" || true
+check "GetAssignment {select: target_id,AssignmentState} (field name, other case): id, targetId, assignmentState" \
+    json_equal "$SELECTED" "$OUT"
+invoke "$SERVICE/GetAssignment" "{\"id\": \"$ID\", \"select\": {\"paths\": [\"noSuchProperty\"]}}" "$TOKEN"
+check "GetAssignment {select: noSuchProperty} is InvalidArgument" status_is InvalidArgument
 
 # --- 5. SIGTERM: drain and exit 0 ---------------------------------------------------
 echo "--- shutdown"

@@ -11,12 +11,23 @@ Run it through tests/compat/msgraph_sdk_compat.sh, which installs the SDK,
 starts the server and mints the tokens. By hand:
 
     python msgraph_sdk_compat.py --base-url http://127.0.0.1:PORT/beta \\
-        --token "$TOKEN" --read-token "$READ_TOKEN" [--verbose]
+        --token "$TOKEN" --read-token "$READ_TOKEN" \\
+        --user-a "$OID_A" --user-a-token "$TOKEN_A" \\
+        --user-b "$OID_B" --user-b-token "$TOKEN_B" [--verbose]
 
-(or GRAPH_BASE_URL, GRAPH_TOKEN, GRAPH_READ_TOKEN in the environment).
+(or GRAPH_BASE_URL, GRAPH_TOKEN, GRAPH_READ_TOKEN, GRAPH_USER_A, GRAPH_USER_A_TOKEN,
+GRAPH_USER_B, GRAPH_USER_B_TOKEN in the environment). The user tokens are tokens
+whose `oid` claim is that user's object id (`entitlement-gateway token --subject OID`):
+two distinct ids that no other assignment targets.
 
-Sections: create / get, errors, and the collection (list with
-$filter/$top/$count/$select and @odata.nextLink paging, and delete).
+Sections: create / get, errors, the collection (list with
+$filter/$top/$count/$select and @odata.nextLink paging, and delete), the count
+(`access_package_assignments.count.get` with and without $filter, $search is a
+400), filterByCurrentUser(on='target') (each user's token lists exactly its own
+assignments, with $top/@odata.nextLink paging, $count, $filter, $orderby and
+$select inside the function; on='createdBy' is a 400), and unsupported query
+options (raw URLs through `with_url`: an unknown option is a 400 on every route;
+on beta, $count takes `filter` without its `$`).
 
 Every check prints PASS or FAIL and its name; a FAIL also shows what was
 expected, what came back and the last HTTP exchange. The last line is
@@ -36,7 +47,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Optional
-from urllib.parse import urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import httpx
 from kiota_abstractions.authentication import (
@@ -49,6 +60,12 @@ from msgraph_beta import GraphRequestAdapter, GraphServiceClient
 from msgraph_beta import __version__ as SDK_VERSION
 from msgraph_beta.generated.identity_governance.entitlement_management.access_package_assignments.access_package_assignments_request_builder import (  # noqa: E501
     AccessPackageAssignmentsRequestBuilder,
+)
+from msgraph_beta.generated.identity_governance.entitlement_management.access_package_assignments.count.count_request_builder import (  # noqa: E501
+    CountRequestBuilder,
+)
+from msgraph_beta.generated.identity_governance.entitlement_management.access_package_assignments.filter_by_current_user_with_on.filter_by_current_user_with_on_request_builder import (  # noqa: E501
+    FilterByCurrentUserWithOnRequestBuilder,
 )
 from msgraph_beta.generated.models.access_package_assignment import AccessPackageAssignment
 from msgraph_beta.generated.models.o_data_errors.o_data_error import ODataError
@@ -471,10 +488,25 @@ def list_config(**query: Any) -> RequestConfiguration:
     return RequestConfiguration(query_parameters=params)
 
 
+def count_config(**query: Any) -> RequestConfiguration:
+    params = CountRequestBuilder.CountRequestBuilderGetQueryParameters(**query)
+    return RequestConfiguration(query_parameters=params)
+
+
+def mine_config(**query: Any) -> RequestConfiguration:
+    params = FilterByCurrentUserWithOnRequestBuilder.FilterByCurrentUserWithOnRequestBuilderGetQueryParameters(
+        **query
+    )
+    return RequestConfiguration(query_parameters=params)
+
+
 async def walk(
-    s: Suite, name: str, assignments: AccessPackageAssignmentsRequestBuilder, first_page: Any, max_pages: int = 50
+    s: Suite, name: str, assignments: Any, first_page: Any, max_pages: int = 50
 ) -> Optional[list[list[AccessPackageAssignment]]]:
-    """All pages, from first_page on, following @odata.nextLink with with_url(...).get()."""
+    """All pages, from first_page on, following @odata.nextLink with with_url(...).get().
+
+    `assignments` is the request builder that fetched first_page (the collection's, or
+    filterByCurrentUser's): its with_url gives a builder of the same kind."""
     pages = [first_page.value or []]
     page = first_page
     while page.odata_next_link:
@@ -626,6 +658,248 @@ async def collection(s: Suite, assignments: AccessPackageAssignmentsRequestBuild
                 f"odata_count={page.odata_count!r}, ids {[a.id for a in page.value or []]}")
 
 
+async def count(s: Suite, assignments: AccessPackageAssignmentsRequestBuilder,
+                read_only: AccessPackageAssignmentsRequestBuilder,
+                bad_token: AccessPackageAssignmentsRequestBuilder) -> None:
+    s.section("count: access_package_assignments.count ($count, $filter)")
+    catalog = str(uuid.uuid4())
+    for i in range(3):
+        state = "Delivered" if i == 0 else "Expired"
+        ok, created = await s.call(
+            f"post assignment {i + 1} of 3 for catalogId {catalog}",
+            assignments.post(AccessPackageAssignment(
+                catalog_id=catalog, access_package_id=unique("package"), assignment_policy_id=unique("policy"),
+                target_id=unique("target"), assignment_state=state,
+            )),
+        )
+        if not ok or created is None:
+            s.record("count setup", False, "could not create the 3 assignments; skipping the count checks")
+            return
+
+    name = f"count $filter=catalogId eq '{catalog}'"
+    ok, n = await s.call(name, assignments.count.get(request_configuration=count_config(
+        filter=f"catalogId eq '{catalog}'",
+    )))
+    if ok:
+        s.check(f"{name}: is the int 3", type(n) is int and n == 3, f"count={n!r}")
+        last = s.recorder.last
+        sent = urlparse(last.url)
+        content_type = last.headers.get("content-type", "")
+        s.check(f"{name}: was GET .../accessPackageAssignments/$count?$filter=..., answered 200 text/plain",
+                last.method == "GET" and unquote(sent.path).endswith("/accessPackageAssignments/$count")
+                and unquote(sent.query).startswith("$filter=") and last.status == 200
+                and content_type.startswith("text/plain"),
+                f"{last.method} {last.url} -> {last.status} content-type {content_type!r}")
+
+    name = f"count $filter=catalogId eq '{catalog}' and assignmentState eq 'Delivered'"
+    ok, n = await s.call(name, assignments.count.get(request_configuration=count_config(
+        filter=f"catalogId eq '{catalog}' and assignmentState eq 'Delivered'",
+    )))
+    if ok:
+        s.check(f"{name}: is 1", n == 1, f"count={n!r}")
+
+    name = f"count $filter=CatalogID eq '{catalog}' (property name in another case)"
+    ok, n = await s.call(name, assignments.count.get(request_configuration=count_config(
+        filter=f"CatalogID eq '{catalog}'",
+    )))
+    if ok:
+        s.check(f"{name}: is 3", n == 3, f"count={n!r}")
+
+    nothing = str(uuid.uuid4())
+    name = f"count $filter=catalogId eq '{nothing}' (matches nothing)"
+    ok, n = await s.call(name, assignments.count.get(request_configuration=count_config(
+        filter=f"catalogId eq '{nothing}'",
+    )))
+    if ok:
+        s.check(f"{name}: is 0", type(n) is int and n == 0, f"count={n!r}")
+
+    name = "count without $filter"
+    ok, total = await s.call(name, assignments.count.get())
+    if ok:
+        s.check(f"{name}: is an int >= the 3 created here", type(total) is int and total >= 3, f"count={total!r}")
+        # Nothing else writes to this server meanwhile: the list's @odata.count is the same number.
+        ok, page = await s.call(f"{name}: list $top=1, $count=true",
+                                assignments.get(request_configuration=list_config(top=1, count=True)))
+        if ok and page is not None:
+            s.check(f"{name}: equals the list's odata_count", page.odata_count == total,
+                    f"count={total!r}, list odata_count={page.odata_count!r}")
+
+    name = f"count $filter=catalogId eq '{catalog}' with an EntitlementManagement.Read.All token"
+    ok, n = await s.call(name, read_only.count.get(request_configuration=count_config(
+        filter=f"catalogId eq '{catalog}'",
+    )))
+    if ok:
+        s.check(f"{name}: is 3", n == 3, f"count={n!r}")
+
+    await s.expect_error(
+        "count with $search: 400 BadRequest mentioning $search",
+        assignments.count.get(request_configuration=count_config(search="catalog")),
+        400, "BadRequest", message_mentions="$search",
+    )
+    await s.expect_error(
+        "count with a $filter that does not parse: 400 BadRequest",
+        assignments.count.get(request_configuration=count_config(filter="catalogId eq")),
+        400, "BadRequest",
+    )
+    await s.expect_error(
+        "count with a token whose signature is wrong: 401 InvalidAuthenticationToken",
+        bad_token.count.get(request_configuration=count_config(filter=f"catalogId eq '{catalog}'")),
+        401, "InvalidAuthenticationToken",
+    )
+
+
+async def filter_by_current_user(
+    s: Suite,
+    assignments: AccessPackageAssignmentsRequestBuilder,
+    users: list[tuple[str, AccessPackageAssignmentsRequestBuilder]],
+) -> None:
+    s.section("filterByCurrentUser(on='target'): each token sees its own assignments")
+    (user_a, as_a), (user_b, as_b) = users
+    package = str(uuid.uuid4())
+    # 5 for user A (3 Delivered, 2 Expired), 2 for user B, 3 for other targets.
+    targets = [user_a] * 5 + [user_b] * 2 + [str(uuid.uuid4()) for _ in range(3)]
+    owned: dict[str, list[str]] = {}
+    delivered_a: set[str] = set()
+    all_ids: set[str] = set()
+    for i, target in enumerate(targets):
+        state = "Delivered" if i % 2 == 0 else "Expired"
+        ok, created = await s.call(
+            f"post assignment {i + 1} of {len(targets)} for accessPackageId {package}, targetId {target}",
+            assignments.post(AccessPackageAssignment(
+                access_package_id=package, assignment_policy_id=unique("policy"), target_id=target,
+                assignment_state=state,
+            )),
+        )
+        if not ok or created is None:
+            s.record("filterByCurrentUser setup", False,
+                     f"could not create the {len(targets)} assignments; skipping the filterByCurrentUser checks")
+            return
+        owned.setdefault(target, []).append(created.id)
+        all_ids.add(created.id)
+        if target == user_a and state == "Delivered":
+            delivered_a.add(created.id)
+    mine_a, mine_b = set(owned[user_a]), set(owned[user_b])
+
+    async def walk_mine(name: str, who: AccessPackageAssignmentsRequestBuilder,
+                        config: Optional[RequestConfiguration] = None) -> Optional[list[list[AccessPackageAssignment]]]:
+        function = who.filter_by_current_user_with_on("target")
+        ok, page = await s.call(name, function.get(request_configuration=config))
+        if not ok:
+            return None
+        if page is None:
+            s.record(f"{name}: a page", False, "the SDK returned None for the first page")
+            return None
+        return await walk(s, name, function, page)
+
+    for label, oid, who, want in (("user A", user_a, as_a, mine_a), ("user B", user_b, as_b, mine_b)):
+        name = f"{label} ({oid}): filterByCurrentUser(on='target')"
+        pages = await walk_mine(name, who)
+        if pages is not None:
+            items = [a for p in pages for a in p]
+            ids = [a.id for a in items]
+            s.check(f"{name}: exactly its {len(want)} assignments, each once",
+                    sorted(ids) == sorted(want), f"ids {ids}, expected {sorted(want)}")
+            wrong = [summary(a) for a in items if a.target_id != oid or a.access_package_id != package]
+            s.check(f"{name}: every item has targetId {oid} and every property", not wrong, "\n".join(wrong[:5]))
+
+    name = "user A: filterByCurrentUser(on='target') $top=2, $count=true"
+    function = as_a.filter_by_current_user_with_on("target")
+    ok, page = await s.call(name, function.get(request_configuration=mine_config(top=2, count=True)))
+    if ok and page is not None:
+        s.check(f"{name}: the first page has 2 items", len(page.value or []) == 2,
+                f"{len(page.value or [])} items: {[summary(a) for a in page.value or []]}")
+        s.check(f"{name}: odata_count is 5", page.odata_count == 5, f"odata_count={page.odata_count!r}")
+        link = page.odata_next_link
+        s.check(f"{name}: odata_next_link is an absolute URL to filterByCurrentUser(on='target')",
+                isinstance(link, str) and link.startswith("http")
+                and "/accessPackageAssignments/filterByCurrentUser(on='target')" in unquote(link),
+                f"odata_next_link={link!r}")
+        pages = await walk(s, name, function, page)
+        if pages is not None:
+            ids = [a.id for p in pages for a in p]
+            s.check(f"{name}: following odata_next_link walks 3 pages of 2, 2, 1",
+                    [len(p) for p in pages] == [2, 2, 1], f"page sizes {[len(p) for p in pages]}")
+            s.check(f"{name}: the pages hold each of user A's 5 ids exactly once",
+                    sorted(ids) == sorted(mine_a), f"ids {ids}, expected {sorted(mine_a)}")
+
+    name = "user A: filterByCurrentUser(on='target') $filter=assignmentState eq 'Delivered', $top=2"
+    pages = await walk_mine(name, as_a, mine_config(filter="assignmentState eq 'Delivered'", top=2))
+    if pages is not None:
+        ids = [a.id for p in pages for a in p]
+        s.check(f"{name}: 2 pages of 2, 1", [len(p) for p in pages] == [2, 1], f"page sizes {[len(p) for p in pages]}")
+        s.check(f"{name}: exactly user A's 3 Delivered", sorted(ids) == sorted(delivered_a),
+                f"ids {ids}, expected {sorted(delivered_a)}")
+
+    name = f"user A: filterByCurrentUser(on='target') $filter=targetId eq '{user_b}' (user B's)"
+    pages = await walk_mine(name, as_a, mine_config(filter=f"targetId eq '{user_b}'", count=True))
+    if pages is not None:
+        ids = [a.id for p in pages for a in p]
+        s.check(f"{name}: is empty ($filter narrows the function, never widens it)", not ids, f"ids {ids}")
+
+    name = "user A: filterByCurrentUser(on='target') $orderby=id desc, $select=targetId"
+    pages = await walk_mine(name, as_a, mine_config(orderby=["id desc"], select=["targetId"]))
+    if pages is not None:
+        items = [a for p in pages for a in p]
+        ids = [a.id for a in items]
+        s.check(f"{name}: user A's 5 ids, in descending order", ids == sorted(mine_a, reverse=True),
+                f"ids {ids}, expected {sorted(mine_a, reverse=True)}")
+        extra = [f"{a.id}: {p}={getattr(a, p)!r}" for a in items for p in PROPERTIES
+                 if p != "target_id" and getattr(a, p) is not None]
+        s.check(f"{name}: every item has id and targetId and nothing else",
+                not extra and all(a.target_id == user_a for a in items),
+                "\n".join(extra) or "\n".join(summary(a) for a in items))
+
+    name = "the ReadWrite token (subject local-admin): filterByCurrentUser(on='target')"
+    pages = await walk_mine(name, assignments, mine_config(top=999))
+    if pages is not None:
+        seen = all_ids & {a.id for p in pages for a in p}
+        s.check(f"{name}: none of the {len(all_ids)} assignments created for other targets",
+                not seen, f"unexpected {sorted(seen)}")
+
+    name = f"count $filter=target/objectId eq '{user_a}' (alias of targetId)"
+    ok, n = await s.call(name, assignments.count.get(request_configuration=count_config(
+        filter=f"target/objectId eq '{user_a}'",
+    )))
+    if ok:
+        s.check(f"{name}: is 5", n == 5, f"count={n!r}")
+
+    await s.expect_error(
+        "user A: filterByCurrentUser(on='createdBy'): 400 BadRequest",
+        as_a.filter_by_current_user_with_on("createdBy").get(),
+        400, "BadRequest",
+    )
+
+
+async def unsupported_options(s: Suite, base_url: str, assignments: AccessPackageAssignmentsRequestBuilder) -> None:
+    s.section("query options: an unknown one is a 400 on every route (raw URLs through with_url)")
+    collection_url = f"{base_url}/identityGovernance/entitlementManagement/accessPackageAssignments"
+    catalog = str(uuid.uuid4())
+    ok, created = await s.call("post an assignment for the query option checks", assignments.post(
+        AccessPackageAssignment(catalog_id=catalog, access_package_id=unique("package"),
+                                assignment_policy_id=unique("policy"), target_id=unique("target"))))
+    if not ok or created is None:
+        return
+
+    dollarless = f"catalogId eq '{catalog}'"
+    url = f"{collection_url}/$count?filter={quote(dollarless)}"
+    name = f"count.with_url(.../$count?filter={dollarless}) (beta: filter without $)"
+    ok, n = await s.call(name, assignments.count.with_url(url).get())
+    if ok:
+        s.check(f"{name}: is 1", n == 1, f"count={n!r}")
+
+    mine = assignments.filter_by_current_user_with_on("target")
+    item = assignments.by_access_package_assignment_id(created.id)
+    for name, url, send in (
+        ("list", collection_url, lambda u: assignments.with_url(u).get()),
+        ("count", f"{collection_url}/$count", lambda u: assignments.count.with_url(u).get()),
+        ("filterByCurrentUser(on='target')", f"{collection_url}/filterByCurrentUser(on='target')",
+         lambda u: mine.with_url(u).get()),
+        ("get", f"{collection_url}/{created.id}", lambda u: item.with_url(u).get()),
+    ):
+        await s.expect_error(f"{name}: with_url({url}?foo=bar): 400 BadRequest mentioning 'foo'",
+                             send(f"{url}?foo=bar"), 400, "BadRequest", message_mentions="foo")
+
+
 # --- main -----------------------------------------------------------------------------------------
 
 
@@ -648,11 +922,16 @@ async def run(args: argparse.Namespace) -> int:
 
     assignments = builder(args.token)
     read_only = builder(args.read_token)
+    bad_token = builder(tampered(args.token))
+    users = [(args.user_a, builder(args.user_a_token)), (args.user_b, builder(args.user_b_token))]
     print(f"msgraph-beta-sdk {SDK_VERSION} against {args.base_url}", flush=True)
 
     await create_and_get(s, assignments)
-    await errors(s, assignments, read_only, builder(tampered(args.token)), builder("not-a-jwt"))
+    await errors(s, assignments, read_only, bad_token, builder("not-a-jwt"))
     await collection(s, assignments, read_only)
+    await count(s, assignments, read_only, bad_token)
+    await filter_by_current_user(s, assignments, users)
+    await unsupported_options(s, args.base_url, assignments)
 
     print()
     if s.failures:
@@ -672,11 +951,20 @@ def main() -> int:
                         help="an EntitlementManagement.ReadWrite.All token (env GRAPH_TOKEN)")
     parser.add_argument("--read-token", default=os.environ.get("GRAPH_READ_TOKEN"),
                         help="an EntitlementManagement.Read.All token (env GRAPH_READ_TOKEN)")
+    for user in ("a", "b"):
+        env = f"GRAPH_USER_{user.upper()}"
+        parser.add_argument(f"--user-{user}", default=os.environ.get(env),
+                            help=f"user {user.upper()}'s object id, no other assignment's targetId (env {env})")
+        parser.add_argument(f"--user-{user}-token", default=os.environ.get(f"{env}_TOKEN"),
+                            help=f"a token whose oid is user {user.upper()}'s object id (env {env}_TOKEN)")
     parser.add_argument("--verbose", "-v", action="store_true", help="print every HTTP exchange")
     args = parser.parse_args()
-    missing = [n for n in ("base_url", "token", "read_token") if not getattr(args, n)]
+    required = ("base_url", "token", "read_token", "user_a", "user_a_token", "user_b", "user_b_token")
+    missing = [n for n in required if not getattr(args, n)]
     if missing:
         parser.error("missing " + ", ".join("--" + n.replace("_", "-") for n in missing))
+    if args.user_a == args.user_b:
+        parser.error("--user-a and --user-b must be distinct")
     args.base_url = args.base_url.rstrip("/")
     return asyncio.run(run(args))
 

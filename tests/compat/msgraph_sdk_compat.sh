@@ -7,7 +7,11 @@
 # request builders, models and ODataError: create (every property, only the
 # required ones, caller-chosen id: idempotent and 409), get, and the errors 400,
 # 401, 403 and 404 as the SDK raises them, list ($filter, $top, $count, $select,
-# @odata.nextLink paging) and delete.
+# @odata.nextLink paging) and delete, the count (`.count.get`: .../$count with and
+# without $filter, $search is a 400), filterByCurrentUser(on='target') with the
+# tokens of two fresh users (each sees exactly its own assignments, with $top
+# paging through @odata.nextLink, $count, $filter, $orderby and $select; on='createdBy'
+# is a 400), and that an unknown query option is a 400 on every route.
 #
 # Run it from anywhere:
 #   tests/compat/msgraph_sdk_compat.sh [--verbose]
@@ -54,10 +58,18 @@ say "Graph base URL $BASE_URL"
 # Tokens signed with the data dir's key (it exists once the server listens).
 GRAPH_TOKEN="$("$BIN" token --data-dir "$DATA")"
 GRAPH_READ_TOKEN="$("$BIN" token --data-dir "$DATA" --scope EntitlementManagement.Read.All)"
+# Two users for filterByCurrentUser(on='target'): fresh object ids, which become
+# the tokens' `oid` (and `sub`).
+GRAPH_USER_A="$(</proc/sys/kernel/random/uuid)"
+GRAPH_USER_B="$(</proc/sys/kernel/random/uuid)"
+GRAPH_USER_A_TOKEN="$("$BIN" token --data-dir "$DATA" --subject "$GRAPH_USER_A")"
+GRAPH_USER_B_TOKEN="$("$BIN" token --data-dir "$DATA" --subject "$GRAPH_USER_B")"
 
 # --- 4. the checks ---------------------------------------------------------------------------
 status=0
 GRAPH_BASE_URL="$BASE_URL" GRAPH_TOKEN="$GRAPH_TOKEN" GRAPH_READ_TOKEN="$GRAPH_READ_TOKEN" \
+    GRAPH_USER_A="$GRAPH_USER_A" GRAPH_USER_A_TOKEN="$GRAPH_USER_A_TOKEN" \
+    GRAPH_USER_B="$GRAPH_USER_B" GRAPH_USER_B_TOKEN="$GRAPH_USER_B_TOKEN" \
     "$PY" "$ROOT/tests/compat/msgraph_sdk_compat.py" "$@" || status=$?
 
 if ((status != 0)); then
