@@ -7,40 +7,34 @@
 //!
 //! A request travels one way through these modules and back:
 //!
-//! - [`config`]: the command line (`serve`, `token`).
-//! - [`http`]: the axum front; a gRPC client of the service. [`http::graph_json`] is
+//! - [`config`]: the command line (`serve`, `token`, `completions`).
+//! - [`http`]: the axum front; a gRPC client of the service (through
+//!   `http::upstream`, its balanced, health-checked channel). [`http::graph_json`] is
 //!   the one mapping between Graph JSON and protobuf.
-//! - [`grpc`]: the tonic service: authentication, proto in and out, and the one
+//! - `grpc`: the tonic service: authentication, proto in and out, and the one
 //!   mapping of [`domain::Error`] to `tonic::Status`.
-//! - [`service`]: the operations and every validation rule.
-//! - [`domain`]: the assignment and its value types (ids, DateTimeOffset).
+//! - `service`: the operations and every validation rule (`paging`: its page tokens).
+//! - [`domain`]: the assignment, described once, and its value types (ids,
+//!   DateTimeOffset, the `$filter` grammar).
 //! - [`storage`]: the [`storage::Store`] trait and its backends.
-//! - [`upstream`]: the front's balanced, health-checked channel to the service.
 //! - [`auth`]: the local signing key, minting and verifying bearer tokens.
-//! - [`observe`], [`metrics`], [`admin`]: access logs and metrics of both servers,
-//!   and the admin listener that serves them with health and readiness.
-//! - [`proto`]: the generated code. [`shutdown`], [`telemetry`]: signals, logs and
-//!   trace context; [`log_writer`]: the thread that writes the log lines out.
+//! - [`ops`]: running it: signals, logs and traces, access lines and metrics, and
+//!   the admin listener.
+//! - [`proto`]: the generated code.
 //!
 //! [`run`] takes already-bound listeners and a shutdown future, so callers (and
 //! tests) choose the ports and know them before anything is served.
 
-pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod domain;
-pub mod grpc;
+pub(crate) mod grpc;
 pub mod http;
-pub mod log_writer;
-pub mod metrics;
-pub mod observe;
-pub mod paging;
+pub mod ops;
+pub(crate) mod paging;
 pub mod proto;
-pub mod service;
-pub mod shutdown;
+pub(crate) mod service;
 pub mod storage;
-pub mod telemetry;
-pub mod upstream;
 
 use std::{
     future::Future,
@@ -74,7 +68,8 @@ use crate::{
     auth::{Authenticator, SigningKey},
     config::ServeArgs,
     grpc::GrpcService,
-    metrics::Metrics,
+    http::upstream,
+    ops::{admin, metrics::Metrics, observe},
     proto::v1::entitlement_management_server::EntitlementManagementServer,
     service::AssignmentService,
     storage::Store,

@@ -8,7 +8,8 @@ use entitlement_gateway::{
     Listeners,
     auth::SigningKey,
     config::{Cli, Command},
-    run, shutdown, telemetry,
+    ops::{shutdown, telemetry},
+    run,
 };
 
 /// jemalloc: the request path allocates small, short-lived buffers on several

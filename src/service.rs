@@ -497,11 +497,6 @@ impl AssignmentService {
             Err(Error::NotFound(id.to_owned()))
         }
     }
-
-    /// Whether the store answers.
-    pub async fn ready(&self) -> bool {
-        self.store.ping().await.is_ok()
-    }
 }
 
 fn parse_id(id: &str) -> Result<AssignmentId, Error> {

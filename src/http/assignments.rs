@@ -483,7 +483,7 @@ fn upstream_metadata(
     if let Some(value) = context.client_request_id.as_deref().and_then(unique) {
         metadata.insert("client-request-id", value);
     }
-    crate::telemetry::inject(&context.trace, &mut metadata);
+    crate::ops::telemetry::inject(&context.trace, &mut metadata);
     Ok(metadata)
 }
 

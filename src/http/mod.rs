@@ -6,10 +6,11 @@
 mod assignments;
 mod error;
 pub mod graph_json;
-pub mod metadata;
-pub mod openapi;
+pub(crate) mod metadata;
+pub(crate) mod openapi;
 mod query;
-pub mod serve;
+pub(crate) mod serve;
+pub(crate) mod upstream;
 
 use std::{
     future::Future,
@@ -36,16 +37,14 @@ use uuid::Uuid;
 pub use error::ApiError;
 
 use crate::{
-    metrics::Metrics,
-    observe,
+    ops::{metrics::Metrics, observe, telemetry},
     proto::v1::{
         CountAssignmentsRequest, CreateAssignmentRequest, DeleteAssignmentRequest,
         GetAssignmentRequest, ListAssignmentsRequest,
         entitlement_management_client::EntitlementManagementClient,
     },
-    telemetry,
-    upstream::{Upstream, Upstreams},
 };
+use upstream::{Upstream, Upstreams};
 
 /// The version prefixes the API answers on, "" included.
 pub const PREFIXES: [&str; 4] = ["", "/beta", "/v1.0", "/localtest"];

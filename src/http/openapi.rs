@@ -62,7 +62,8 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// The OpenAPI document of the HTTP face, as `GET /openapi.json` serves it.
-pub fn document() -> OpenApi {
+#[cfg(test)]
+fn document() -> OpenApi {
     finish(documented_routes().into_openapi())
 }
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::{Inserted, ListPage, ListQuery, Store, StoreError};
 use crate::{
     domain::{Assignment, AssignmentId, filter::Filter},
-    metrics::Metrics,
+    ops::metrics::Metrics,
 };
 
 /// `inner`, with the latency and outcome of each operation recorded.

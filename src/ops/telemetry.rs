@@ -30,7 +30,7 @@ pub const ACCESS_LOG: &str = "access";
 
 /// Keeps logging and trace export running; dropping it flushes both.
 pub struct Telemetry {
-    _writer: crate::log_writer::LogWriterGuard,
+    _writer: super::log_writer::LogWriterGuard,
     tracer: Option<SdkTracerProvider>,
 }
 
@@ -62,7 +62,7 @@ pub fn init(
     // Lines are buffered for a writer thread; if it falls far behind, lines are
     // dropped rather than requests held up.
     let (writer, guard) =
-        crate::log_writer::start(std::io::stdout()).context("cannot start the log writer")?;
+        super::log_writer::start(std::io::stdout()).context("cannot start the log writer")?;
     let lines = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_timer(UtcMicros)

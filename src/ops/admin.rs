@@ -10,7 +10,8 @@ use std::sync::{
 
 use axum::{Router, extract::State, http::StatusCode, http::header, routing::get};
 
-use crate::{metrics::Metrics, storage::Store, upstream::Upstreams};
+use super::metrics::Metrics;
+use crate::{http::upstream::Upstreams, storage::Store};
 
 /// The content type of the Prometheus text format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -15,7 +15,7 @@ use std::{
 use futures_util::future::Either;
 use tonic::{Code, transport::server::TcpConnectInfo};
 
-use crate::{
+use super::{
     metrics::{InFlight, Metrics, code_name},
     telemetry,
 };
