@@ -220,30 +220,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_property_is_declared_once_with_its_edm_type() {
-        let xml = csdl();
-        let start = xml
-            .find(r#"<EntityType Name="accessPackageAssignment">"#)
-            .unwrap();
-        let entity = &xml[start..start + xml[start..].find("</EntityType>").unwrap()];
-        for p in properties() {
-            let nullable = if p.nullable() {
-                ""
-            } else {
-                r#" Nullable="false""#
-            };
-            let line = format!(
-                r#"<Property Name="{}" Type="{}"{nullable} />"#,
-                p.property.name(),
-                p.edm_type
-            );
-            assert_eq!(entity.matches(&line).count(), 1, "{line}\n{xml}");
-        }
-        assert_eq!(entity.matches("<Property ").count(), Property::ALL.len());
-        assert!(entity.contains(r#"<PropertyRef Name="id" />"#));
-    }
-
-    #[test]
     fn the_key_and_what_a_create_needs_are_not_nullable() {
         let not_null: Vec<&str> = properties()
             .filter(|p| !p.nullable())
