@@ -1,5 +1,5 @@
-//! The command line: `serve` (the default) and `token`. Every flag can also be set
-//! by an environment variable; the doc comments here are the `--help` text.
+//! The command line: `serve` (the default), `token` and `completions`. Every flag can
+//! also be set by an environment variable; the doc comments here are the `--help` text.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -29,6 +29,12 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print a bearer token signed with the data dir's local key.
     Token(TokenArgs),
+    /// Print the completion script of a shell, e.g.
+    /// `entitlement-gateway completions bash > ~/.local/share/bash-completion/completions/entitlement-gateway`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Which parts of the product a `serve` process runs.

@@ -24,6 +24,16 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command() {
         Command::Serve(config) => serve_until_stopped(*config),
         Command::Token(args) => token(&args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(
+                shell,
+                &mut command,
+                "entitlement-gateway",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

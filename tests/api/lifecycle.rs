@@ -1,5 +1,6 @@
 //! The real binary: it starts on port 0 and says where, mints tokens, stops cleanly
-//! on SIGTERM, and loses nothing it acknowledged when killed with SIGKILL.
+//! on SIGTERM, loses nothing it acknowledged when killed with SIGKILL, and prints
+//! shell completions.
 
 use std::{
     path::Path,
@@ -10,7 +11,7 @@ use std::{
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::helpers::{BinaryProcess, SEED_REQUEST, mint_with_binary as mint};
+use crate::helpers::{BINARY, BinaryProcess, SEED_REQUEST, mint_with_binary as mint};
 
 /// The all-in-one binary on free ports.
 async fn start(data_dir: &Path) -> BinaryProcess {
@@ -183,4 +184,33 @@ async fn a_burst_of_connections_waits_in_the_accept_queue() {
     signal("-CONT").await;
     connected.unwrap();
     process.terminate().await;
+}
+
+#[tokio::test]
+async fn completions_are_printed_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F _entitlement__gateway"),
+        ("zsh", "#compdef entitlement-gateway"),
+        ("fish", "complete -c entitlement-gateway"),
+    ] {
+        let output = Command::new(BINARY)
+            .args(["completions", shell])
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success(), "{shell}");
+        let script = String::from_utf8(output.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: {marker}");
+        // The subcommands and a flag of serve are offered.
+        for word in ["serve", "token", "upstream", "data-dir"] {
+            assert!(script.contains(word), "{shell}: {word}");
+        }
+    }
+    let output = Command::new(BINARY)
+        .args(["completions", "tcsh"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("tcsh"));
 }
