@@ -14,14 +14,14 @@ use tonic_types::{ErrorDetails, StatusExt as _};
 
 use crate::{
     auth::{Access, Authenticator, FORWARDED_AUTHORIZATION, Principal},
-    domain::{Assignment, Error, FieldViolation, Property, Selection},
+    domain::{Assignment, Error, FieldViolation, Property, Selection, for_each_property},
     proto::v1::{
         AccessPackageAssignment, CountAssignmentsRequest, CountAssignmentsResponse,
         CreateAssignmentRequest, CurrentUserFilter, DeleteAssignmentRequest, GetAssignmentRequest,
         ListAssignmentsRequest, ListAssignmentsResponse,
         entitlement_management_server::{EntitlementManagement, EntitlementManagementServer},
     },
-    service::{AssignmentService, CountRequest, ListRequest, NewAssignment, Scope},
+    service::{AssignmentService, CountRequest, ListRequest, Scope},
 };
 
 /// The `domain` of every google.rpc.ErrorInfo this service sends.
@@ -113,7 +113,7 @@ impl EntitlementManagement for GrpcService {
         request: Request<CreateAssignmentRequest>,
     ) -> Result<Response<AccessPackageAssignment>, Status> {
         authorize(&request, Access::Write)?;
-        let new = from_proto(request.into_inner().assignment.unwrap_or_default());
+        let new = request.into_inner().assignment.unwrap_or_default();
         let created = self.service.create(new).await?;
         Ok(Response::new(to_proto(&created)))
     }
@@ -188,64 +188,39 @@ impl EntitlementManagement for GrpcService {
 /// Clears the fields a selection leaves out.
 fn select(mut p: AccessPackageAssignment, selection: Selection) -> AccessPackageAssignment {
     for property in Property::ALL {
-        if selection.contains(property) {
-            continue;
-        }
-        match property {
-            Property::Id => p.id = None,
-            Property::CatalogId => p.catalog_id = None,
-            Property::AccessPackageId => p.access_package_id = None,
-            Property::AssignmentPolicyId => p.assignment_policy_id = None,
-            Property::TargetId => p.target_id = None,
-            Property::AssignmentStatus => p.assignment_status = None,
-            Property::AssignmentState => p.assignment_state = None,
-            Property::IsExtended => p.is_extended = None,
-            Property::ExpiredDateTime => {
-                p.expired_date_time = None;
-                p.expired_date_time_offset_minutes = None;
-            }
+        if !selection.contains(property) {
+            p.clear(property);
         }
     }
     p
 }
 
-fn from_proto(p: AccessPackageAssignment) -> NewAssignment {
-    NewAssignment {
-        id: p.id,
-        catalog_id: p.catalog_id,
-        access_package_id: p.access_package_id,
-        assignment_policy_id: p.assignment_policy_id,
-        target_id: p.target_id,
-        assignment_status: p.assignment_status,
-        assignment_state: p.assignment_state,
-        is_extended: p.is_extended,
-        expired_date_time: p.expired_date_time.map(|t| (t.seconds, t.nanos)),
-        expired_date_time_offset_minutes: p.expired_date_time_offset_minutes,
-    }
-}
-
-fn to_proto(a: &Assignment) -> AccessPackageAssignment {
-    AccessPackageAssignment {
-        id: Some(a.id.to_string()),
-        catalog_id: a.catalog_id.clone(),
-        access_package_id: Some(a.access_package_id.clone()),
-        assignment_policy_id: Some(a.assignment_policy_id.clone()),
-        target_id: Some(a.target_id.clone()),
-        assignment_status: a.assignment_status.clone(),
-        assignment_state: a.assignment_state.clone(),
-        is_extended: a.is_extended,
-        expired_date_time: a.expired_date_time.map(|e| Timestamp {
+/// [`to_proto`], generated from the assignment's one description.
+macro_rules! proto_from_domain {
+    ($($variant:ident $name:literal $field:ident $kind:ident [$($column:ident),+] $(offset $offset:ident)?;)*) => {
+        /// The message of a stored assignment.
+        fn to_proto(a: &Assignment) -> AccessPackageAssignment {
+            let mut p = AccessPackageAssignment::default();
+            $(proto_from_domain!(@set $kind p.$field, a.$field $(, p.$offset)?);)*
+            p
+        }
+    };
+    (@set key $to:expr, $from:expr) => { $to = Some($from.to_string()) };
+    (@set text $to:expr, $from:expr) => { $to = $from.clone() };
+    (@set required_text $to:expr, $from:expr) => { $to = Some($from.clone()) };
+    (@set bool $to:expr, $from:expr) => { $to = $from };
+    (@set date_time $to:expr, $from:expr, $offset:expr) => {
+        $to = $from.map(|e| Timestamp {
             seconds: e.seconds(),
             // Below 1e9 by construction.
             nanos: e.nanos() as i32,
-        }),
+        });
         // Absent means UTC, as the caller may have sent it.
-        expired_date_time_offset_minutes: a
-            .expired_date_time
-            .map(|e| e.offset_minutes())
-            .filter(|&m| m != 0),
-    }
+        $offset = $from.map(|e| e.offset_minutes()).filter(|&m| m != 0);
+    };
 }
+
+for_each_property!(proto_from_domain);
 
 impl From<Error> for Status {
     fn from(error: Error) -> Status {

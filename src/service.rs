@@ -4,12 +4,15 @@
 
 use std::sync::Arc;
 
+use prost_types::Timestamp;
+
 use crate::{
     domain::{
         Assignment, AssignmentId, DateTimeError, DateTimeOffset, Error, FieldViolation, InvalidId,
-        Property, Selection, check_text, filter,
+        Property, Selection, check_text, filter, for_each_property,
     },
     paging::{self, PageTokens},
+    proto::v1::AccessPackageAssignment,
     storage::{Cursor, Inserted, ListQuery, SortKey, SortOrder, Store, StoreError},
 };
 
@@ -217,18 +220,20 @@ fn parse_selection(names: &[String], violations: &mut Vec<FieldViolation>) -> Se
 /// in any case).
 fn parse_order(text: &str) -> Result<SortOrder, String> {
     let mut words = text.split_whitespace();
+    // Each sort key has an index of its own (see the migrations): a property is
+    // sortable when the store has one for it.
     let key = match words.next() {
         None => return Ok(SortOrder::default()),
-        Some(id) if id.eq_ignore_ascii_case("id") => SortKey::Id,
-        Some(key) if key.eq_ignore_ascii_case(Property::ExpiredDateTime.name()) => {
-            SortKey::ExpiredDateTime
-        }
-        Some(other) => {
-            return Err(format!(
-                "the list cannot be ordered by '{}' ($orderby): use id or expiredDateTime",
-                filter::quote(other)
-            ));
-        }
+        Some(word) => match Property::from_query_name(word) {
+            Some(Property::Id) => SortKey::Id,
+            Some(Property::ExpiredDateTime) => SortKey::ExpiredDateTime,
+            _ => {
+                return Err(format!(
+                    "the list cannot be ordered by '{}' ($orderby): use id or expiredDateTime",
+                    filter::quote(word)
+                ));
+            }
+        },
     };
     let descending = match words.next() {
         None => false,
@@ -250,121 +255,107 @@ fn parse_order(text: &str) -> Result<SortOrder, String> {
     Ok(SortOrder { key, descending })
 }
 
-/// An assignment as a caller sent it, not yet validated.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NewAssignment {
-    pub id: Option<String>,
-    pub catalog_id: Option<String>,
-    pub access_package_id: Option<String>,
-    pub assignment_policy_id: Option<String>,
-    pub target_id: Option<String>,
-    pub assignment_status: Option<String>,
-    pub assignment_state: Option<String>,
-    pub is_extended: Option<bool>,
-    /// The instant as `google.protobuf.Timestamp` parts: seconds and nanos.
-    pub expired_date_time: Option<(i64, i32)>,
-    /// The offset `expired_date_time` was written with, in minutes east of UTC.
-    pub expired_date_time_offset_minutes: Option<i32>,
+/// Checks each property of an assignment a caller sent, by its kind, and builds
+/// the [`Assignment`] when every check passes; generated from the assignment's one
+/// description, so a new property is checked by its kind's rules.
+macro_rules! domain_from_proto {
+    ($($variant:ident $name:literal $field:ident $kind:ident [$($column:ident),+] $(offset $offset:ident)?;)*) => {
+        /// The assignment `sent` describes, or every rule it breaks.
+        fn validate(sent: AccessPackageAssignment) -> Result<Assignment, Error> {
+            let mut violations = Vec::new();
+            $(
+                let $field = domain_from_proto!(
+                    @check $kind, Property::$variant, $name, &mut violations, sent.$field $(, sent.$offset)?
+                );
+            )*
+            match ($($field,)*) {
+                ($(Some($field),)*) if violations.is_empty() => Ok(Assignment { $($field,)* }),
+                _ => Err(Error::InvalidArgument(violations)),
+            }
+        }
+    };
+    (@check key, $p:expr, $name:literal, $out:expr, $value:expr) => { check_key($p, $value, $out) };
+    (@check text, $p:expr, $name:literal, $out:expr, $value:expr) => {
+        check_text_property($p, $value, false, $out)
+    };
+    (@check required_text, $p:expr, $name:literal, $out:expr, $value:expr) => {
+        check_text_property($p, $value, true, $out).map(Option::unwrap_or_default)
+    };
+    (@check bool, $p:expr, $name:literal, $out:expr, $value:expr) => { Some($value) };
+    (@check date_time, $p:expr, $name:literal, $out:expr, $value:expr, $offset:expr) => {
+        // The offset's field is named after its property (gRPC only).
+        check_date_time($p, concat!($name, "OffsetMinutes"), $value, $offset, $out)
+    };
 }
 
-/// The name of the field that carries expiredDateTime's offset (gRPC only).
-const OFFSET_FIELD: &str = "expiredDateTimeOffsetMinutes";
+for_each_property!(domain_from_proto);
 
-impl NewAssignment {
-    /// Checks every rule and lists every violation at once.
-    fn validate(self) -> Result<Assignment, Error> {
-        let mut violations = Vec::new();
-        let mut text = |property: Property, value: Option<String>| -> Option<String> {
-            let required = property.required_on_create();
-            match value {
-                None if required => {
-                    violations.push(FieldViolation::new(property.name(), "it is required"));
-                    None
-                }
-                Some(v) if required && v.is_empty() => {
-                    violations.push(FieldViolation::new(
-                        property.name(),
-                        "it is required and must not be empty",
-                    ));
-                    None
-                }
-                Some(v) => match check_text(&v) {
-                    Ok(()) => Some(v),
-                    Err(why) => {
-                        violations.push(FieldViolation::new(property.name(), why));
-                        None
-                    }
-                },
-                None => None,
-            }
-        };
-        let catalog_id = text(Property::CatalogId, self.catalog_id);
-        let access_package_id = text(Property::AccessPackageId, self.access_package_id);
-        let assignment_policy_id = text(Property::AssignmentPolicyId, self.assignment_policy_id);
-        let target_id = text(Property::TargetId, self.target_id);
-        let assignment_status = text(Property::AssignmentStatus, self.assignment_status);
-        let assignment_state = text(Property::AssignmentState, self.assignment_state);
+/// The key: a GUID, or a new time-ordered one when the caller sent none.
+fn check_key(
+    property: Property,
+    sent: Option<String>,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<AssignmentId> {
+    match sent {
+        None => Some(AssignmentId::generate()),
+        Some(text) => text
+            .parse::<AssignmentId>()
+            .map_err(|why| violations.push(FieldViolation::new(property.name(), why.to_string())))
+            .ok(),
+    }
+}
 
-        let id = match self.id {
-            None => Some(AssignmentId::generate()),
-            Some(text) => match text.parse::<AssignmentId>() {
-                Ok(id) => Some(id),
-                Err(why) => {
-                    violations.push(FieldViolation::new(Property::Id.name(), why.to_string()));
-                    None
-                }
-            },
-        };
-
-        let expired_date_time = match (
-            self.expired_date_time,
-            self.expired_date_time_offset_minutes,
-        ) {
-            (None, None) => None,
-            (None, Some(_)) => {
-                violations.push(FieldViolation::new(
-                    OFFSET_FIELD,
-                    "it is set but expiredDateTime is not",
-                ));
-                None
-            }
-            (Some((seconds, nanos)), offset) => {
-                let parts = u32::try_from(nanos)
-                    .map_err(|_| DateTimeError::Impossible)
-                    .and_then(|nanos| {
-                        DateTimeOffset::from_parts(seconds, nanos, offset.unwrap_or(0))
-                    });
-                match parts {
-                    Ok(value) => Some(value),
-                    Err(why) => {
-                        violations.push(FieldViolation::new(
-                            Property::ExpiredDateTime.name(),
-                            why.to_string(),
-                        ));
-                        None
-                    }
-                }
-            }
-        };
-
-        match (id, access_package_id, assignment_policy_id, target_id) {
-            (Some(id), Some(access_package_id), Some(assignment_policy_id), Some(target_id))
-                if violations.is_empty() =>
-            {
-                Ok(Assignment {
-                    id,
-                    catalog_id,
-                    access_package_id,
-                    assignment_policy_id,
-                    target_id,
-                    assignment_status,
-                    assignment_state,
-                    is_extended: self.is_extended,
-                    expired_date_time,
-                })
-            }
-            _ => Err(Error::InvalidArgument(violations)),
+/// A string: at most [`MAX_TEXT_CHARS`](crate::domain::MAX_TEXT_CHARS) characters, no
+/// NUL; present and non-empty when `required`. `None` when a rule is broken.
+fn check_text_property(
+    property: Property,
+    sent: Option<String>,
+    required: bool,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<Option<String>> {
+    let broken = match &sent {
+        None if required => Some("it is required".to_owned()),
+        Some(v) if required && v.is_empty() => {
+            Some("it is required and must not be empty".to_owned())
         }
+        Some(v) => check_text(v).err(),
+        None => None,
+    };
+    match broken {
+        Some(why) => {
+            violations.push(FieldViolation::new(property.name(), why));
+            None
+        }
+        None => Some(sent),
+    }
+}
+
+/// A date-time: a Timestamp of 100 ns precision within 0001..9999, and an offset
+/// (minutes east of UTC) only beside an instant.
+fn check_date_time(
+    property: Property,
+    offset_field: &'static str,
+    sent: Option<Timestamp>,
+    offset_minutes: Option<i32>,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<Option<DateTimeOffset>> {
+    match (sent, offset_minutes) {
+        (None, None) => Some(None),
+        (None, Some(_)) => {
+            violations.push(FieldViolation::new(
+                offset_field,
+                format!("it is set but {property} is not"),
+            ));
+            None
+        }
+        (Some(instant), offset) => u32::try_from(instant.nanos)
+            .map_err(|_| DateTimeError::Impossible)
+            .and_then(|nanos| {
+                DateTimeOffset::from_parts(instant.seconds, nanos, offset.unwrap_or(0))
+            })
+            .map_err(|why| violations.push(FieldViolation::new(property.name(), why.to_string())))
+            .ok()
+            .map(Some),
     }
 }
 
@@ -387,8 +378,8 @@ impl AssignmentService {
     /// `InvalidArgument` for a rule broken, `AlreadyExists` when the id is taken by
     /// different content, `Unavailable`/`Internal` when storage fails.
     #[tracing::instrument(name = "service.create", level = "debug", skip_all, fields(assignment.id))]
-    pub async fn create(&self, new: NewAssignment) -> Result<Assignment, Error> {
-        let assignment = new.validate()?;
+    pub async fn create(&self, sent: AccessPackageAssignment) -> Result<Assignment, Error> {
+        let assignment = validate(sent)?;
         tracing::Span::current().record("assignment.id", tracing::field::display(assignment.id));
         match self.store.insert(&assignment).await.map_err(store_failed)? {
             Inserted::Created => {
@@ -526,17 +517,17 @@ fn store_failed(error: StoreError) -> Error {
 mod tests {
     use super::*;
 
-    fn valid() -> NewAssignment {
-        NewAssignment {
+    fn valid() -> AccessPackageAssignment {
+        AccessPackageAssignment {
             access_package_id: Some("p".into()),
             assignment_policy_id: Some("q".into()),
             target_id: Some("t".into()),
-            ..NewAssignment::default()
+            ..AccessPackageAssignment::default()
         }
     }
 
-    fn violations(new: NewAssignment) -> Vec<&'static str> {
-        match new.validate() {
+    fn violations(sent: AccessPackageAssignment) -> Vec<&'static str> {
+        match validate(sent) {
             Err(Error::InvalidArgument(v)) => v.into_iter().map(|v| v.field).collect(),
             other => panic!("expected InvalidArgument, got {other:?}"),
         }
@@ -544,31 +535,34 @@ mod tests {
 
     #[test]
     fn generates_a_time_ordered_id_when_absent() {
-        let a = valid().validate().unwrap();
+        let a = validate(valid()).unwrap();
         let text = a.id.to_string();
         assert_eq!(text.len(), 36);
         assert_eq!(&text[14..15], "7");
         assert_eq!(text, text.to_lowercase());
-        let later = valid().validate().unwrap();
+        let later = validate(valid()).unwrap();
         assert!(later.id > a.id, "{} then {}", a.id, later.id);
     }
 
     #[test]
     fn lists_every_violation() {
         assert_eq!(
-            violations(NewAssignment::default()),
+            violations(AccessPackageAssignment::default()),
             ["accessPackageId", "assignmentPolicyId", "targetId"]
         );
-        let new = NewAssignment {
+        let sent = AccessPackageAssignment {
             id: Some("nope".into()),
             catalog_id: Some("x".repeat(1025)),
             target_id: Some(String::new()),
-            expired_date_time: Some((0, 50)),
+            expired_date_time: Some(Timestamp {
+                seconds: 0,
+                nanos: 50,
+            }),
             ..valid()
         };
         assert_eq!(
-            violations(new),
-            ["catalogId", "targetId", "id", "expiredDateTime"]
+            violations(sent),
+            ["id", "catalogId", "targetId", "expiredDateTime"]
         );
     }
 
@@ -603,10 +597,10 @@ mod tests {
 
     #[test]
     fn an_offset_needs_an_instant() {
-        let new = NewAssignment {
+        let sent = AccessPackageAssignment {
             expired_date_time_offset_minutes: Some(60),
             ..valid()
         };
-        assert_eq!(violations(new), [OFFSET_FIELD]);
+        assert_eq!(violations(sent), ["expiredDateTimeOffsetMinutes"]);
     }
 }

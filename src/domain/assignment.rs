@@ -9,79 +9,142 @@ use super::DateTimeOffset;
 /// The longest string property accepted, in characters (Unicode scalar values).
 pub const MAX_TEXT_CHARS: usize = 1024;
 
-/// The properties of `microsoft.graph.accessPackageAssignment`, in the order Graph
-/// writes them. The name is both the Graph JSON name and the proto3 JSON name.
+/// The one description of `microsoft.graph.accessPackageAssignment`: every property,
+/// in the order Graph writes it, with its name on each face. Each representation
+/// (the domain type here, the protobuf message in `grpc` and `http::graph_json`, the
+/// table row in `storage::sql`) is generated from this list by a macro of its own
+/// module, which `for_each_property!` calls with the list:
+///
+/// ```text
+/// Variant  "graphName"  proto_and_domain_field  kind  [columns]  (offset proto_offset_field)?
+/// ```
+///
+/// The Graph name is also the proto3 JSON name. Kinds: `key` (the id, a GUID),
+/// `text` (an optional string), `required_text` (a string every create carries),
+/// `bool` (optional), `date_time` (an optional DateTimeOffset: a Timestamp plus the
+/// offset field on the proto, ticks plus offset minutes in the table). Adding a
+/// property means a line here, its field in the proto, and its column(s) in a
+/// migration; every match over [`Kind`] is exhaustive, so a new kind must be decided
+/// everywhere.
+macro_rules! for_each_property {
+    ($then:path) => {
+        $then! {
+            Id                 "id"                 id                   key           [id];
+            CatalogId          "catalogId"          catalog_id           text          [catalog_id];
+            AccessPackageId    "accessPackageId"    access_package_id    required_text [access_package_id];
+            AssignmentPolicyId "assignmentPolicyId" assignment_policy_id required_text [assignment_policy_id];
+            TargetId           "targetId"           target_id            required_text [target_id];
+            AssignmentStatus   "assignmentStatus"   assignment_status    text          [assignment_status];
+            AssignmentState    "assignmentState"    assignment_state     text          [assignment_state];
+            IsExtended         "isExtended"         is_extended          bool          [is_extended];
+            ExpiredDateTime    "expiredDateTime"    expired_date_time    date_time     [expired_ticks, expired_offset_minutes]
+                offset expired_date_time_offset_minutes;
+        }
+    };
+}
+pub(crate) use for_each_property;
+
+/// What kind of value a property holds: decides its EDM type, its type on each face,
+/// the checks a create applies and the comparisons a filter may make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Property {
-    Id,
-    CatalogId,
-    AccessPackageId,
-    AssignmentPolicyId,
-    TargetId,
-    AssignmentStatus,
-    AssignmentState,
-    IsExtended,
-    ExpiredDateTime,
+pub enum Kind {
+    /// The entity's key: a GUID, generated when a create has none.
+    Key,
+    /// A string of at most [`MAX_TEXT_CHARS`] characters, no NUL.
+    Text,
+    /// A [`Kind::Text`] every create must carry, non-empty.
+    RequiredText,
+    /// A boolean.
+    Bool,
+    /// A [`DateTimeOffset`].
+    DateTime,
 }
 
+impl Kind {
+    /// The EDM type of a property of this kind.
+    pub const fn edm_type(self) -> &'static str {
+        match self {
+            Kind::Key | Kind::Text | Kind::RequiredText => "Edm.String",
+            Kind::Bool => "Edm.Boolean",
+            Kind::DateTime => "Edm.DateTimeOffset",
+        }
+    }
+
+    /// Whether a filter may order-compare it (`lt`, `le`, `gt`, `ge`): date-times.
+    pub const fn ordered(self) -> bool {
+        match self {
+            Kind::DateTime => true,
+            Kind::Key | Kind::Text | Kind::RequiredText | Kind::Bool => false,
+        }
+    }
+}
+
+/// The domain's representation: [`Property`] with its metadata, and [`Assignment`].
+macro_rules! domain_representation {
+    ($($variant:ident $name:literal $field:ident $kind:ident [$($column:ident),+] $(offset $offset:ident)?;)*) => {
+        /// The properties of `microsoft.graph.accessPackageAssignment`, in the order
+        /// Graph writes them (see [`for_each_property!`]).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Property {
+            $($variant,)*
+        }
+
+        impl Property {
+            /// Every property, in Graph's order.
+            pub const ALL: [Property; [$(Property::$variant),*].len()] = [$(Property::$variant),*];
+
+            /// The property's Graph (and proto3 JSON) name, e.g. `accessPackageId`.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Property::$variant => $name,)*
+                }
+            }
+
+            /// The protobuf field's name, e.g. `access_package_id` (as in a FieldMask).
+            pub const fn field_name(self) -> &'static str {
+                match self {
+                    $(Property::$variant => stringify!($field),)*
+                }
+            }
+
+            /// What kind of value the property holds.
+            pub const fn kind(self) -> Kind {
+                match self {
+                    $(Property::$variant => domain_representation!(@kind $kind),)*
+                }
+            }
+        }
+
+        /// A stored, valid access package assignment.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct Assignment {
+            $(pub $field: domain_representation!(@type $kind),)*
+        }
+    };
+    (@kind key) => { Kind::Key };
+    (@kind text) => { Kind::Text };
+    (@kind required_text) => { Kind::RequiredText };
+    (@kind bool) => { Kind::Bool };
+    (@kind date_time) => { Kind::DateTime };
+    (@type key) => { AssignmentId };
+    (@type text) => { Option<String> };
+    (@type required_text) => { String };
+    (@type bool) => { Option<bool> };
+    (@type date_time) => { Option<DateTimeOffset> };
+}
+
+for_each_property!(domain_representation);
+
 impl Property {
-    /// Every property, in Graph's order.
-    pub const ALL: [Property; 9] = [
-        Property::Id,
-        Property::CatalogId,
-        Property::AccessPackageId,
-        Property::AssignmentPolicyId,
-        Property::TargetId,
-        Property::AssignmentStatus,
-        Property::AssignmentState,
-        Property::IsExtended,
-        Property::ExpiredDateTime,
-    ];
-
     /// Whether a create must carry the property (the service refuses one without
-    /// it; `$metadata` says `Nullable="false"`). No wildcard arm: a new property
-    /// must be decided here.
+    /// it; `$metadata` says `Nullable="false"`).
     pub const fn required_on_create(self) -> bool {
-        match self {
-            Property::AccessPackageId | Property::AssignmentPolicyId | Property::TargetId => true,
-            // The id is generated when absent.
-            Property::Id
-            | Property::CatalogId
-            | Property::AssignmentStatus
-            | Property::AssignmentState
-            | Property::IsExtended
-            | Property::ExpiredDateTime => false,
-        }
+        matches!(self.kind(), Kind::RequiredText)
     }
 
-    /// The property's Graph (and proto3 JSON) name, e.g. `accessPackageId`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Property::Id => "id",
-            Property::CatalogId => "catalogId",
-            Property::AccessPackageId => "accessPackageId",
-            Property::AssignmentPolicyId => "assignmentPolicyId",
-            Property::TargetId => "targetId",
-            Property::AssignmentStatus => "assignmentStatus",
-            Property::AssignmentState => "assignmentState",
-            Property::IsExtended => "isExtended",
-            Property::ExpiredDateTime => "expiredDateTime",
-        }
-    }
-
-    /// The protobuf field's name, e.g. `access_package_id` (as in a FieldMask).
-    pub const fn field_name(self) -> &'static str {
-        match self {
-            Property::Id => "id",
-            Property::CatalogId => "catalog_id",
-            Property::AccessPackageId => "access_package_id",
-            Property::AssignmentPolicyId => "assignment_policy_id",
-            Property::TargetId => "target_id",
-            Property::AssignmentStatus => "assignment_status",
-            Property::AssignmentState => "assignment_state",
-            Property::IsExtended => "is_extended",
-            Property::ExpiredDateTime => "expired_date_time",
-        }
+    /// The property's EDM type name.
+    pub const fn edm_type(self) -> &'static str {
+        self.kind().edm_type()
     }
 
     /// The property with this Graph name, if there is one, matched exactly: how a
@@ -106,15 +169,6 @@ impl Property {
             .find(|p| p.field_name().eq_ignore_ascii_case(path))
             .or_else(|| Property::from_query_name(path))
     }
-
-    /// The property's EDM type name, for messages.
-    pub const fn edm_type(self) -> &'static str {
-        match self {
-            Property::IsExtended => "Edm.Boolean",
-            Property::ExpiredDateTime => "Edm.DateTimeOffset",
-            _ => "Edm.String",
-        }
-    }
 }
 
 impl fmt::Display for Property {
@@ -125,7 +179,7 @@ impl fmt::Display for Property {
 
 /// A set of properties, e.g. the ones a `$select` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Selection(u16);
+pub struct Selection(u32);
 
 impl Selection {
     /// Every property.
@@ -133,17 +187,17 @@ impl Selection {
 
     /// Only the id (which every selection includes).
     pub const fn id_only() -> Selection {
-        Selection(1 << Property::Id as u16)
+        Selection(1 << Property::Id as u32)
     }
 
     /// This selection plus `property`.
     #[must_use]
     pub const fn with(self, property: Property) -> Selection {
-        Selection(self.0 | 1 << property as u16)
+        Selection(self.0 | 1 << property as u32)
     }
 
     pub const fn contains(self, property: Property) -> bool {
-        self.0 & (1 << property as u16) != 0
+        self.0 & (1 << property as u32) != 0
     }
 }
 
@@ -209,20 +263,6 @@ pub fn check_text(text: &str) -> Result<(), String> {
         return Err("it contains the NUL character (U+0000), which is not allowed".to_owned());
     }
     Ok(())
-}
-
-/// A stored, valid access package assignment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assignment {
-    pub id: AssignmentId,
-    pub catalog_id: Option<String>,
-    pub access_package_id: String,
-    pub assignment_policy_id: String,
-    pub target_id: String,
-    pub assignment_status: Option<String>,
-    pub assignment_state: Option<String>,
-    pub is_extended: Option<bool>,
-    pub expired_date_time: Option<DateTimeOffset>,
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-use super::{AssignmentId, DateTimeOffset, Property};
+use super::{AssignmentId, DateTimeOffset, Kind, Property};
 
 /// The longest filter accepted, in bytes.
 pub const MAX_FILTER_BYTES: usize = 4096;
@@ -332,7 +332,7 @@ impl<'a> Parser<'a> {
             }
             _ => return self.error(format!("expected an operator after '{}'", quote(name))),
         };
-        if !matches!(op, Op::Eq | Op::Ne) && property != Property::ExpiredDateTime {
+        if !matches!(op, Op::Eq | Op::Ne) && !property.kind().ordered() {
             return self.error(format!(
                 "'{}' can only be compared with eq or ne",
                 quote(name)
@@ -362,30 +362,33 @@ impl<'a> Parser<'a> {
                 property.edm_type()
             ))
         };
-        match (property, token) {
-            (_, Token::Word("null")) => Ok(Value::Null),
-            (Property::Id, Token::Quoted(_) | Token::Word(_)) => {
+        if matches!(token, Token::Word("null")) {
+            return Ok(Value::Null);
+        }
+        match (property.kind(), token) {
+            (Kind::Key, Token::Quoted(_) | Token::Word(_)) => {
                 match token.text().unwrap_or_default().parse::<AssignmentId>() {
                     Ok(id) => Ok(Value::Text(id.to_string())),
                     Err(_) => self.error(format!("{} is not a GUID", describe(token))),
                 }
             }
-            (Property::IsExtended, Token::Word("true")) => Ok(Value::Bool(true)),
-            (Property::IsExtended, Token::Word("false")) => Ok(Value::Bool(false)),
-            (Property::IsExtended, _) => mismatch(),
-            (Property::ExpiredDateTime, Token::Word(text)) => match DateTimeOffset::parse(text) {
+            (Kind::Bool, Token::Word("true")) => Ok(Value::Bool(true)),
+            (Kind::Bool, Token::Word("false")) => Ok(Value::Bool(false)),
+            (Kind::DateTime, Token::Word(text)) => match DateTimeOffset::parse(text) {
                 Ok(value) => Ok(Value::DateTime(value)),
                 Err(why) => self.error(format!(
                     "'{}' is not a valid Edm.DateTimeOffset: {why}",
                     quote(text)
                 )),
             },
-            (Property::ExpiredDateTime, _) => mismatch(),
-            (_, Token::Quoted(text)) if text.contains('\0') => self.error(
-                "a string literal contains the NUL character (U+0000), which no property can hold",
-            ),
-            (_, Token::Quoted(text)) => Ok(Value::Text(text.clone())),
-            _ => mismatch(),
+            (Kind::Text | Kind::RequiredText, Token::Quoted(text)) if text.contains('\0') => self
+                .error(
+                    "a string literal contains the NUL character (U+0000), which no property can hold",
+                ),
+            (Kind::Text | Kind::RequiredText, Token::Quoted(text)) => Ok(Value::Text(text.clone())),
+            (Kind::Key | Kind::Text | Kind::RequiredText | Kind::Bool | Kind::DateTime, _) => {
+                mismatch()
+            }
         }
     }
 }

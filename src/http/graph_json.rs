@@ -14,7 +14,7 @@ use serde::{
 
 use crate::{
     domain::{DateTimeError, DateTimeOffset, Property, Selection},
-    proto::v1::AccessPackageAssignment,
+    proto::{Field, FieldMut, v1::AccessPackageAssignment},
 };
 
 /// The `@odata.type` of the entity, as Graph writes it.
@@ -52,9 +52,10 @@ pub enum JsonError {
     )]
     UnknownType(String),
     #[error(
-        "Cannot convert the literal '{literal}' to the expected type 'Edm.DateTimeOffset' of property 'expiredDateTime': {reason}."
+        "Cannot convert the literal '{literal}' to the expected type 'Edm.DateTimeOffset' of property '{property}': {reason}."
     )]
     BadDateTime {
+        property: &'static str,
         literal: String,
         reason: DateTimeError,
     },
@@ -177,17 +178,16 @@ impl Serialize for GraphAssignment<'_> {
                 continue;
             }
             let name = property.name();
-            match property {
-                Property::IsExtended => map.serialize_entry(name, &a.is_extended)?,
-                Property::ExpiredDateTime => {
-                    let text = a
-                        .expired_date_time
-                        .map(|t| date_time_offset(t, a.expired_date_time_offset_minutes))
+            match a.field(property) {
+                Field::Text(text) => map.serialize_entry(name, &text)?,
+                Field::Bool(value) => map.serialize_entry(name, &value)?,
+                Field::DateTime(instant, offset) => {
+                    let text = instant
+                        .map(|t| date_time_offset(*t, offset))
                         .transpose()
-                        .map_err(|e| S::Error::custom(format_args!("expiredDateTime: {e}")))?;
+                        .map_err(|e| S::Error::custom(format_args!("{name}: {e}")))?;
                     map.serialize_entry(name, &text.map(|t| t.to_string()))?;
                 }
-                _ => map.serialize_entry(name, text_field(a, property))?,
             }
         }
         map.end()
@@ -200,33 +200,6 @@ fn date_time_offset(
 ) -> Result<DateTimeOffset, DateTimeError> {
     let nanos = u32::try_from(t.nanos).map_err(|_| DateTimeError::Impossible)?;
     DateTimeOffset::from_parts(t.seconds, nanos, offset_minutes.unwrap_or(0))
-}
-
-/// The string field of the message behind a string property.
-fn text_field(a: &AccessPackageAssignment, property: Property) -> &Option<String> {
-    match property {
-        Property::Id => &a.id,
-        Property::CatalogId => &a.catalog_id,
-        Property::AccessPackageId => &a.access_package_id,
-        Property::AssignmentPolicyId => &a.assignment_policy_id,
-        Property::TargetId => &a.target_id,
-        Property::AssignmentStatus => &a.assignment_status,
-        Property::AssignmentState => &a.assignment_state,
-        Property::IsExtended | Property::ExpiredDateTime => unreachable!("not a string property"),
-    }
-}
-
-fn text_field_mut(a: &mut AccessPackageAssignment, property: Property) -> &mut Option<String> {
-    match property {
-        Property::Id => &mut a.id,
-        Property::CatalogId => &mut a.catalog_id,
-        Property::AccessPackageId => &mut a.access_package_id,
-        Property::AssignmentPolicyId => &mut a.assignment_policy_id,
-        Property::TargetId => &mut a.target_id,
-        Property::AssignmentStatus => &mut a.assignment_status,
-        Property::AssignmentState => &mut a.assignment_state,
-        Property::IsExtended | Property::ExpiredDateTime => unreachable!("not a string property"),
-    }
 }
 
 /// Records `error` for [`parse_assignment`] and aborts the parse.
@@ -290,13 +263,15 @@ impl<'de> Visitor<'de> for AssignmentSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = AccessPackageAssignment::default();
         // One bit per property, plus one for @odata.type and one for @odata.context.
-        let mut seen = 0u16;
+        const ODATA_TYPE_BIT: u32 = 1 << Property::ALL.len();
+        const ODATA_CONTEXT_BIT: u32 = ODATA_TYPE_BIT << 1;
+        let mut seen = 0u32;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             let (bit, property) = match key.as_ref() {
-                "@odata.type" => (1 << 9, None),
-                "@odata.context" => (1 << 10, None),
+                "@odata.type" => (ODATA_TYPE_BIT, None),
+                "@odata.context" => (ODATA_CONTEXT_BIT, None),
                 name => match Property::from_name(name) {
-                    Some(p) => (1 << (p as u16), Some(p)),
+                    Some(p) => (1 << (p as u32), Some(p)),
                     None => return fail(self.error, JsonError::UnknownProperty(quote(name))),
                 },
             };
@@ -321,37 +296,44 @@ impl<'de> Visitor<'de> for AssignmentSeed<'_> {
                 None => {
                     map.next_value_seed(ValueSeed::<String>::new("@odata.context", self.error))?;
                 }
-                Some(Property::IsExtended) => {
-                    out.is_extended = map.next_value_seed(ValueSeed::<bool>::new(
-                        Property::IsExtended.name(),
-                        self.error,
-                    ))?;
-                }
-                Some(Property::ExpiredDateTime) => {
-                    let name = Property::ExpiredDateTime.name();
-                    let text = map.next_value_seed(ValueSeed::<String>::new(name, self.error))?;
-                    if let Some(text) = text {
-                        match DateTimeOffset::parse(&text) {
-                            Ok(value) => {
-                                out.expired_date_time = Some(Timestamp {
-                                    seconds: value.seconds(),
-                                    nanos: value.nanos() as i32,
-                                });
-                                out.expired_date_time_offset_minutes = Some(value.offset_minutes());
-                            }
-                            Err(reason) => {
-                                let literal = quote(&text);
-                                return fail(
-                                    self.error,
-                                    JsonError::BadDateTime { literal, reason },
-                                );
+                Some(p) => {
+                    let name = p.name();
+                    match out.field_mut(p) {
+                        FieldMut::Text(field) => {
+                            *field =
+                                map.next_value_seed(ValueSeed::<String>::new(name, self.error))?;
+                        }
+                        FieldMut::Bool(field) => {
+                            *field =
+                                map.next_value_seed(ValueSeed::<bool>::new(name, self.error))?;
+                        }
+                        FieldMut::DateTime(instant, offset) => {
+                            let text =
+                                map.next_value_seed(ValueSeed::<String>::new(name, self.error))?;
+                            if let Some(text) = text {
+                                match DateTimeOffset::parse(&text) {
+                                    Ok(value) => {
+                                        *instant = Some(Timestamp {
+                                            seconds: value.seconds(),
+                                            nanos: value.nanos() as i32,
+                                        });
+                                        *offset = Some(value.offset_minutes());
+                                    }
+                                    Err(reason) => {
+                                        let literal = quote(&text);
+                                        return fail(
+                                            self.error,
+                                            JsonError::BadDateTime {
+                                                property: name,
+                                                literal,
+                                                reason,
+                                            },
+                                        );
+                                    }
+                                }
                             }
                         }
                     }
-                }
-                Some(p) => {
-                    *text_field_mut(&mut out, p) =
-                        map.next_value_seed(ValueSeed::<String>::new(p.name(), self.error))?;
                 }
             }
         }

@@ -10,7 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::domain::Property;
+use crate::domain::{Kind, Property};
 
 /// The path of the CSDL document after a prefix.
 pub const METADATA: &str = "/$metadata";
@@ -51,7 +51,7 @@ pub fn properties() -> impl Iterator<Item = EdmProperty> {
     Property::ALL.into_iter().map(|property| EdmProperty {
         property,
         edm_type: property.edm_type(),
-        key: property == Property::Id,
+        key: property.kind() == Kind::Key,
         required: property.required_on_create(),
     })
 }

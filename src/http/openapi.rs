@@ -38,7 +38,10 @@ use super::{
     ApiError, AppState, COLLECTION, PREFIXES, assignments,
     metadata::{self, EdmProperty},
 };
-use crate::{domain::Property, service::MAX_PAGE_SIZE};
+use crate::{
+    domain::{Kind, Property},
+    service::MAX_PAGE_SIZE,
+};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -563,16 +566,14 @@ impl ToSchema for Top {}
 
 /// The JSON schema of one property, from its EDM type.
 fn property_schema(p: EdmProperty, nullable: bool) -> ObjectBuilder {
-    let (json_type, format) = match p.edm_type {
-        "Edm.Boolean" => (Type::Boolean, None),
-        "Edm.DateTimeOffset" => (
+    let (json_type, format) = match p.property.kind() {
+        Kind::Bool => (Type::Boolean, None),
+        Kind::DateTime => (
             Type::String,
             Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)),
         ),
-        _ => (
-            Type::String,
-            (p.property == Property::Id).then(|| SchemaFormat::Custom("uuid".into())),
-        ),
+        Kind::Key => (Type::String, Some(SchemaFormat::Custom("uuid".into()))),
+        Kind::Text | Kind::RequiredText => (Type::String, None),
     };
     let schema_type = if nullable {
         SchemaType::from_iter([json_type, Type::Null])

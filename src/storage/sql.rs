@@ -1,32 +1,155 @@
-//! SQL shared by the SQL backends: the columns behind each property, and a
+//! SQL shared by the SQL backends: the table's row, generated from the assignment's
+//! one description (its columns, and the conversions to and from the domain), and a
 //! [`Filter`] plus a paging cursor turned into a parameterised WHERE clause. Values
 //! are always bound, never spliced into the text.
 
-use super::{Cursor, SortKey, SortOrder};
+use std::sync::LazyLock;
+
+use sqlx::{Encode, Type, query::QueryAs};
+
+use super::{Cursor, SortKey, SortOrder, StoreError};
 use crate::domain::{
-    Property,
+    Assignment, AssignmentId, DateTimeOffset, Property,
     filter::{Filter, Op, Value},
+    for_each_property,
 };
+
+/// [`Row`], its columns and its conversions, from the assignment's one description.
+/// A property is one column, except a date-time: its instant in ticks (what filters
+/// and sorts compare) and its offset in minutes.
+macro_rules! sql_representation {
+    ($($variant:ident $name:literal $field:ident $kind:ident [$($column:ident),+] $(offset $offset:ident)?;)*) => {
+        sql_representation!(@row [] $($kind [$($column),+])*);
+
+        /// The table's columns, in the order of [`Row`]'s fields.
+        const COLUMN_NAMES: &[&str] = &[$($(stringify!($column)),+),*];
+
+        /// The column a filter or sort compares for a property.
+        fn column(property: Property) -> &'static str {
+            match property {
+                $(Property::$variant => sql_representation!(@first $($column),+),)*
+            }
+        }
+
+        impl Row {
+            /// The columns of `a`.
+            pub fn of(a: &Assignment) -> Self {
+                let mut row = Row::default();
+                $(sql_representation!(@set $kind row a.$field, [$($column),+]);)*
+                row
+            }
+
+            /// The values of the columns, in [`COLUMNS`] order, for rusqlite.
+            pub fn params(&self) -> [&dyn rusqlite::ToSql; COLUMN_NAMES.len()] {
+                [$($(&self.$column as &dyn rusqlite::ToSql),+),*]
+            }
+
+            /// Binds the values of the columns, in [`COLUMNS`] order, to a sqlx query.
+            pub fn bind<'q, DB, O>(
+                self,
+                mut query: QueryAs<'q, DB, O, DB::Arguments<'q>>,
+            ) -> QueryAs<'q, DB, O, DB::Arguments<'q>>
+            where
+                DB: sqlx::Database,
+                String: Encode<'q, DB> + Type<DB>,
+                Option<String>: Encode<'q, DB> + Type<DB>,
+                Option<i64>: Encode<'q, DB> + Type<DB>,
+                Option<i32>: Encode<'q, DB> + Type<DB>,
+                Option<bool>: Encode<'q, DB> + Type<DB>,
+            {
+                $($(query = query.bind(self.$column);)+)*
+                query
+            }
+
+            /// Reads a row's columns by name from rusqlite.
+            pub fn read(from: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+                Ok(Row { $($($column: from.get(stringify!($column))?,)+)* })
+            }
+        }
+
+        impl TryFrom<Row> for Assignment {
+            type Error = StoreError;
+
+            fn try_from(row: Row) -> Result<Self, StoreError> {
+                Ok(Assignment {
+                    $($field: sql_representation!(@get $kind $name row [$($column),+]),)*
+                })
+            }
+        }
+    };
+    // The struct, one kind at a time: a macro cannot stand for a field.
+    (@row [$($fields:tt)*]) => {
+        /// An assignment as stored: one field per column of [`COLUMNS`], in order.
+        #[derive(Debug, Default, sqlx::FromRow)]
+        pub struct Row { $($fields)* }
+    };
+    (@row [$($fields:tt)*] key [$c:ident] $($rest:tt)*) => {
+        sql_representation!(@row [$($fields)* pub $c: String,] $($rest)*);
+    };
+    (@row [$($fields:tt)*] text [$c:ident] $($rest:tt)*) => {
+        sql_representation!(@row [$($fields)* pub $c: Option<String>,] $($rest)*);
+    };
+    (@row [$($fields:tt)*] required_text [$c:ident] $($rest:tt)*) => {
+        sql_representation!(@row [$($fields)* pub $c: String,] $($rest)*);
+    };
+    (@row [$($fields:tt)*] bool [$c:ident] $($rest:tt)*) => {
+        sql_representation!(@row [$($fields)* pub $c: Option<bool>,] $($rest)*);
+    };
+    (@row [$($fields:tt)*] date_time [$ticks:ident, $offset:ident] $($rest:tt)*) => {
+        sql_representation!(@row [$($fields)* pub $ticks: Option<i64>, pub $offset: Option<i32>,] $($rest)*);
+    };
+    (@first $first:ident $(, $rest:ident)*) => { stringify!($first) };
+    (@set key $row:ident $value:expr, [$c:ident]) => { $row.$c = $value.to_string() };
+    (@set text $row:ident $value:expr, [$c:ident]) => { $row.$c = $value.clone() };
+    (@set required_text $row:ident $value:expr, [$c:ident]) => { $row.$c = $value.clone() };
+    (@set bool $row:ident $value:expr, [$c:ident]) => { $row.$c = $value };
+    (@set date_time $row:ident $value:expr, [$ticks:ident, $offset:ident]) => {
+        $row.$ticks = $value.as_ref().map(DateTimeOffset::ticks);
+        $row.$offset = $value.as_ref().map(DateTimeOffset::offset_minutes);
+    };
+    (@get key $name:literal $row:ident [$c:ident]) => {
+        $row.$c.parse::<AssignmentId>().map_err(|_| corrupt($name))?
+    };
+    (@get text $name:literal $row:ident [$c:ident]) => { $row.$c };
+    (@get required_text $name:literal $row:ident [$c:ident]) => { $row.$c };
+    (@get bool $name:literal $row:ident [$c:ident]) => { $row.$c };
+    (@get date_time $name:literal $row:ident [$ticks:ident, $offset:ident]) => {
+        match ($row.$ticks, $row.$offset) {
+            (Some(ticks), Some(offset)) => {
+                Some(DateTimeOffset::from_ticks(ticks, offset).map_err(|_| corrupt($name))?)
+            }
+            _ => None,
+        }
+    };
+}
+
+for_each_property!(sql_representation);
+
+/// The error of a stored value that is not valid (corruption, or a foreign row).
+fn corrupt(property: &str) -> StoreError {
+    StoreError::Internal(format!("stored {property} is invalid").into())
+}
 
 /// The sort expression of expiredDateTime: unset sorts as the smallest value.
 pub const EXPIRED_SORT: &str = "COALESCE(expired_ticks, -9223372036854775808)";
 
-/// The columns every query reads, in the order the backends' rows expect.
-pub const COLUMNS: &str = "id, catalog_id, access_package_id, assignment_policy_id, target_id, \
-     assignment_status, assignment_state, is_extended, expired_ticks, expired_offset_minutes";
+/// The columns every query reads, in the order of [`Row`]'s fields.
+pub static COLUMNS: LazyLock<String> = LazyLock::new(|| COLUMN_NAMES.join(", "));
 
 /// One row of placeholders for the [`COLUMNS`], the first numbered `first`:
 /// `(?, ?, …)` or `($1, $2, …)`.
 pub fn row_placeholders(placeholder: fn(usize) -> String, first: usize) -> String {
-    let count = COLUMNS.split(',').count();
-    let values: Vec<String> = (first..first + count).map(placeholder).collect();
+    let values: Vec<String> = (first..first + COLUMN_NAMES.len())
+        .map(placeholder)
+        .collect();
     format!("({})", values.join(", "))
 }
 
 /// Inserts one row (the [`COLUMNS`], in order) unless a row with its id is stored.
 pub fn insert_keeping_existing(placeholder: fn(usize) -> String) -> String {
     format!(
-        "INSERT INTO assignments ({COLUMNS}) VALUES {} ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO assignments ({}) VALUES {} ON CONFLICT (id) DO NOTHING",
+        *COLUMNS,
         row_placeholders(placeholder, 1)
     )
 }
@@ -34,7 +157,8 @@ pub fn insert_keeping_existing(placeholder: fn(usize) -> String) -> String {
 /// Reads the [`COLUMNS`] of the row with an id.
 pub fn select_by_id(placeholder: fn(usize) -> String) -> String {
     format!(
-        "SELECT {COLUMNS} FROM assignments WHERE id = {}",
+        "SELECT {} FROM assignments WHERE id = {}",
+        *COLUMNS,
         placeholder(1)
     )
 }
@@ -162,21 +286,6 @@ pub fn order_by(order: SortOrder) -> String {
     match order.key {
         SortKey::Id => format!("id {direction}"),
         SortKey::ExpiredDateTime => format!("{EXPIRED_SORT} {direction}, id {direction}"),
-    }
-}
-
-/// The column that holds a property (expiredDateTime: its instant, in ticks).
-fn column(property: Property) -> &'static str {
-    match property {
-        Property::Id => "id",
-        Property::CatalogId => "catalog_id",
-        Property::AccessPackageId => "access_package_id",
-        Property::AssignmentPolicyId => "assignment_policy_id",
-        Property::TargetId => "target_id",
-        Property::AssignmentStatus => "assignment_status",
-        Property::AssignmentState => "assignment_state",
-        Property::IsExtended => "is_extended",
-        Property::ExpiredDateTime => "expired_ticks",
     }
 }
 

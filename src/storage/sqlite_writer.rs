@@ -17,11 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use sqlx::Sqlite;
 
-use super::{
-    Inserted, StoreError, sql,
-    sqlx_store::{Dialect as _, Row},
-};
-use crate::domain::{Assignment, DateTimeOffset};
+use super::{Inserted, StoreError, sql, sql::Row, sqlx_store::Dialect as _};
+use crate::domain::Assignment;
 
 /// One insert waiting for the writer.
 #[derive(Debug)]
@@ -93,7 +90,7 @@ fn insert_returning_ids(rows: usize) -> String {
     let row = sql::row_placeholders(Sqlite::placeholder, 1);
     format!(
         "INSERT OR IGNORE INTO assignments ({}) VALUES {} RETURNING id",
-        sql::COLUMNS,
+        *sql::COLUMNS,
         vec![row; rows].join(", ")
     )
 }
@@ -154,12 +151,9 @@ fn write_group(
     let transaction = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(classify)?;
-    let rows: Vec<RowValues<'_>> = group
-        .iter()
-        .map(|job| RowValues::of(&job.assignment))
-        .collect();
+    let rows: Vec<Row> = group.iter().map(|job| Row::of(&job.assignment)).collect();
     let mut created = HashSet::with_capacity(rows.len());
-    let mut rest: &[RowValues<'_>] = &rows;
+    let mut rest: &[Row] = &rows;
     while !rest.is_empty() {
         // The largest statement that fits: a group goes in as few statements as its
         // size has binary digits set.
@@ -169,7 +163,7 @@ fn write_group(
             .find(|(size, _)| *size <= rest.len())
             .expect("there is a one-row statement");
         let (chunk, after) = rest.split_at(*size);
-        let params: Vec<&dyn ToSql> = chunk.iter().flat_map(RowValues::params).collect();
+        let params: Vec<&dyn ToSql> = chunk.iter().flat_map(Row::params).collect();
         let mut insert = transaction.prepare_cached(sql).map_err(classify)?;
         let mut ids = insert.query(params.as_slice()).map_err(classify)?;
         while let Some(id) = ids.next().map_err(classify)? {
@@ -189,20 +183,7 @@ fn write_group(
                 continue;
             }
             let stored = select
-                .query_row([&row.id], |r| {
-                    Ok(Row {
-                        id: r.get(0)?,
-                        catalog_id: r.get(1)?,
-                        access_package_id: r.get(2)?,
-                        assignment_policy_id: r.get(3)?,
-                        target_id: r.get(4)?,
-                        assignment_status: r.get(5)?,
-                        assignment_state: r.get(6)?,
-                        is_extended: r.get(7)?,
-                        expired_ticks: r.get(8)?,
-                        expired_offset_minutes: r.get(9)?,
-                    })
-                })
+                .query_row([&row.id], Row::read)
                 .optional()
                 .map_err(classify)?
                 .ok_or_else(|| {
@@ -213,42 +194,6 @@ fn write_group(
     }
     transaction.commit().map_err(classify)?;
     Ok(outcomes)
-}
-
-/// One assignment's values for the insert, in the order of [`sql::COLUMNS`].
-struct RowValues<'a> {
-    assignment: &'a Assignment,
-    id: String,
-    expired_ticks: Option<i64>,
-    expired_offset_minutes: Option<i32>,
-}
-
-impl<'a> RowValues<'a> {
-    fn of(assignment: &'a Assignment) -> Self {
-        let expired = assignment.expired_date_time.as_ref();
-        Self {
-            assignment,
-            id: assignment.id.to_string(),
-            expired_ticks: expired.map(DateTimeOffset::ticks),
-            expired_offset_minutes: expired.map(DateTimeOffset::offset_minutes),
-        }
-    }
-
-    fn params(&self) -> [&dyn ToSql; 10] {
-        let a = self.assignment;
-        [
-            &self.id,
-            &a.catalog_id,
-            &a.access_package_id,
-            &a.assignment_policy_id,
-            &a.target_id,
-            &a.assignment_status,
-            &a.assignment_state,
-            &a.is_extended,
-            &self.expired_ticks,
-            &self.expired_offset_minutes,
-        ]
-    }
 }
 
 /// SQLITE_BUSY and SQLITE_LOCKED may pass on a retry; anything else will not.

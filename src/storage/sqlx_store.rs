@@ -14,10 +14,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Inserted, ListPage, ListQuery, Store, StoreError,
-    sql::{self, Bind, COLUMNS, Where, order_by},
+    sql::{self, Bind, COLUMNS, Row, Where, order_by},
     sqlite_writer::InsertJob,
 };
-use crate::domain::{Assignment, AssignmentId, DateTimeOffset, filter::Filter};
+use crate::domain::{Assignment, AssignmentId, filter::Filter};
 
 /// What differs between the sqlx databases a [`SqlStore`] runs on.
 pub trait Dialect: Database {
@@ -112,47 +112,6 @@ impl<DB: Database> Clone for SqlStore<DB> {
     }
 }
 
-/// An assignment as stored: the columns of [`COLUMNS`], in order.
-#[derive(sqlx::FromRow)]
-pub struct Row {
-    pub(super) id: String,
-    pub(super) catalog_id: Option<String>,
-    pub(super) access_package_id: String,
-    pub(super) assignment_policy_id: String,
-    pub(super) target_id: String,
-    pub(super) assignment_status: Option<String>,
-    pub(super) assignment_state: Option<String>,
-    pub(super) is_extended: Option<bool>,
-    pub(super) expired_ticks: Option<i64>,
-    pub(super) expired_offset_minutes: Option<i32>,
-}
-
-impl TryFrom<Row> for Assignment {
-    type Error = StoreError;
-
-    fn try_from(row: Row) -> Result<Self, StoreError> {
-        let corrupt = |what: &str| StoreError::Internal(format!("stored {what} is invalid").into());
-        let expired_date_time = match (row.expired_ticks, row.expired_offset_minutes) {
-            (Some(ticks), Some(offset)) => Some(
-                DateTimeOffset::from_ticks(ticks, offset)
-                    .map_err(|_| corrupt("expiredDateTime"))?,
-            ),
-            _ => None,
-        };
-        Ok(Assignment {
-            id: row.id.parse::<AssignmentId>().map_err(|_| corrupt("id"))?,
-            catalog_id: row.catalog_id,
-            access_package_id: row.access_package_id,
-            assignment_policy_id: row.assignment_policy_id,
-            target_id: row.target_id,
-            assignment_status: row.assignment_status,
-            assignment_state: row.assignment_state,
-            is_extended: row.is_extended,
-            expired_date_time,
-        })
-    }
-}
-
 /// Adds the binds of a [`Where`] clause to a query, in placeholder order.
 fn bind_all<'q, DB, O>(
     mut query: QueryAs<'q, DB, O, DB::Arguments<'q>>,
@@ -178,33 +137,6 @@ where
 /// the time it is read (deleted in between).
 const INSERT_ATTEMPTS: usize = 3;
 
-/// Adds the ten column values of `a` to an insert, in [`COLUMNS`] order.
-fn bind_row<'q, DB>(
-    query: QueryAs<'q, DB, (String,), DB::Arguments<'q>>,
-    a: &Assignment,
-) -> QueryAs<'q, DB, (String,), DB::Arguments<'q>>
-where
-    DB: Database,
-    String: Encode<'q, DB> + Type<DB>,
-    Option<String>: Encode<'q, DB> + Type<DB>,
-    Option<i64>: Encode<'q, DB> + Type<DB>,
-    Option<i32>: Encode<'q, DB> + Type<DB>,
-    Option<bool>: Encode<'q, DB> + Type<DB>,
-{
-    let expired = a.expired_date_time.as_ref();
-    query
-        .bind(a.id.to_string())
-        .bind(a.catalog_id.clone())
-        .bind(a.access_package_id.clone())
-        .bind(a.assignment_policy_id.clone())
-        .bind(a.target_id.clone())
-        .bind(a.assignment_status.clone())
-        .bind(a.assignment_state.clone())
-        .bind(a.is_extended)
-        .bind(expired.map(DateTimeOffset::ticks))
-        .bind(expired.map(DateTimeOffset::offset_minutes))
-}
-
 /// Inserts `a` on `connection`; when a row with its id is already stored, reads
 /// back that row.
 async fn insert_one<DB>(
@@ -224,7 +156,8 @@ where
     for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
 {
-    let created = bind_row(sqlx::query_as::<DB, (String,)>(&statements.insert), a)
+    let created = Row::of(a)
+        .bind(sqlx::query_as::<DB, (String,)>(&statements.insert))
         .fetch_optional(&mut *connection)
         .await?;
     if created.is_some() {
@@ -309,7 +242,8 @@ where
             query.after.as_ref().map(|cursor| (cursor, query.order)),
         );
         let sql = format!(
-            "SELECT {COLUMNS} FROM assignments WHERE {} ORDER BY {} LIMIT {}",
+            "SELECT {} FROM assignments WHERE {} ORDER BY {} LIMIT {}",
+            *COLUMNS,
             page.sql,
             order_by(query.order),
             query.limit

@@ -137,7 +137,8 @@ async fn invalid_arguments_carry_field_violations() {
         .into_iter()
         .map(|v| v.field)
         .collect();
-    assert_eq!(fields, ["accessPackageId", "id", "expiredDateTime"]);
+    // In the order of the properties.
+    assert_eq!(fields, ["id", "accessPackageId", "expiredDateTime"]);
     assert_eq!(
         status.get_details_error_info().unwrap().reason,
         "INVALID_ARGUMENT"
