@@ -36,27 +36,15 @@ pub mod proto;
 pub(crate) mod service;
 pub mod storage;
 
-use std::{
-    future::Future,
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use futures_util::{TryFutureExt as _, future};
-use tokio::{
-    net::{TcpListener, TcpSocket},
-    task::JoinHandle,
-};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_stream::{StreamExt as _, wrappers::TcpListenerStream};
-use tokio_util::sync::CancellationToken;
 use tonic::{
     server::NamedService,
     service::{Routes, RoutesBuilder},
-    transport::Server,
 };
 use tonic_health::ServingStatus;
 use tower::{
@@ -69,7 +57,13 @@ use crate::{
     config::ServeArgs,
     grpc::GrpcService,
     http::upstream,
-    ops::{admin, metrics::Metrics, observe},
+    ops::{
+        admin,
+        health::Readiness,
+        metrics::Metrics,
+        observe,
+        server::{self, Server},
+    },
     proto::v1::entitlement_management_server::EntitlementManagementServer,
     service::AssignmentService,
     storage::Store,
@@ -140,11 +134,10 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-type ServerTask = JoinHandle<anyhow::Result<()>>;
-
 /// Serves what `config.role` names until `shutdown` completes, then drains within
-/// the configured bound: health turns NOT_SERVING first, the HTTP front stops and
-/// finishes its requests, then the gRPC service does.
+/// the configured bound: readiness and gRPC health turn NOT_SERVING first, the HTTP
+/// front stops and finishes its requests, then the gRPC service, then the admin
+/// listener.
 ///
 /// # Errors
 /// When a listener the role needs is missing, the data dir, the key or the
@@ -156,18 +149,15 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let metrics = Metrics::new(&format!("{:?}", config.role).to_lowercase());
-    let serving = Arc::new(AtomicBool::new(true));
-    let mut store: Option<Arc<dyn Store>> = None;
 
-    let grpc_stop = CancellationToken::new();
-    let mut grpc: Option<(SocketAddr, ServerTask)> = None;
+    let mut store: Option<Arc<dyn Store>> = None;
+    let mut grpc: Option<Server> = None;
     // All in one process: the front calls this process's gRPC services in memory.
     let mut in_process: Option<upstream::Upstream> = None;
     if config.role.serves_grpc() {
         let listener = listeners
             .grpc
             .context("the gRPC role needs a gRPC listener")?;
-        let addr = listener.local_addr()?;
         let (routes, service, opened) = grpc_services(&config, health_service, &metrics).await?;
         store = Some(opened);
         if config.role.serves_http() {
@@ -182,103 +172,103 @@ pub async fn run(
         health
             .set_serving::<EntitlementManagementServer<GrpcService>>()
             .await;
-        // Small gRPC frames must not wait for Nagle and delayed ACKs (~40 ms).
-        let incoming = TcpListenerStream::new(listener).map(|accepted| {
-            accepted.inspect(|stream| {
-                let _ = stream.set_nodelay(true);
-            })
-        });
-        let serving =
-            server.serve_with_incoming_shutdown(incoming, grpc_stop.clone().cancelled_owned());
-        grpc = Some((
-            addr,
-            tokio::spawn(async move { serving.await.context("the gRPC server failed") }),
-        ));
+        grpc = Some(Server::spawn(
+            "gRPC",
+            listener,
+            |listener, stop| async move {
+                // Small gRPC frames must not wait for Nagle and delayed ACKs (~40 ms).
+                let incoming = TcpListenerStream::new(listener).map(|accepted| {
+                    accepted.inspect(|stream| {
+                        let _ = stream.set_nodelay(true);
+                    })
+                });
+                server
+                    .serve_with_incoming_shutdown(incoming, stop)
+                    .await
+                    .context("the gRPC server failed")
+            },
+        )?);
     }
 
-    let http_stop = CancellationToken::new();
-    let mut http: Option<(SocketAddr, ServerTask)> = None;
-    let mut front_upstreams = None;
-    if config.role.serves_http() {
-        let listener = listeners
-            .http
-            .context("the gateway role needs an HTTP listener")?;
-        let addr = listener.local_addr()?;
-        let upstreams = match in_process.take() {
+    let upstreams = if config.role.serves_http() {
+        Some(match in_process.take() {
             // All in one process: the front is a gRPC client of this very server.
             Some(server) => upstream::Upstreams::in_process(server),
             None => upstream::Upstreams::connect(&config.upstreams, config.keepalive())?,
-        };
-        front_upstreams = Some(upstreams.clone());
+        })
+    } else {
+        None
+    };
+    let readiness = Readiness::new(store, upstreams.clone());
+
+    let mut http: Option<Server> = None;
+    if let Some(upstreams) = upstreams {
+        let listener = listeners
+            .http
+            .context("the gateway role needs an HTTP listener")?;
         let app = http::router(http::AppState::new(
             upstreams,
+            readiness.clone(),
             config.request_timeout(),
             metrics.clone(),
             config.cors_origins.clone(),
             config.traced(),
         ));
-        let serving = http::serve::serve(
+        let (timeout, keepalive) = (config.request_timeout(), config.keepalive());
+        http = Some(Server::spawn(
+            "HTTP",
             listener,
-            app,
-            config.request_timeout(),
-            config.keepalive(),
-            http_stop.clone().cancelled_owned(),
-        );
-        http = Some((
-            addr,
-            tokio::spawn(async move {
-                serving.await;
+            move |listener, stop| async move {
+                http::serve::serve(listener, app, timeout, keepalive, stop).await;
                 Ok(())
-            }),
-        ));
+            },
+        )?);
     }
 
-    let admin_stop = CancellationToken::new();
-    let mut admin: Option<(SocketAddr, ServerTask)> = None;
-    if let Some(listener) = listeners.admin {
-        let addr = listener.local_addr()?;
-        let app = admin::router(admin::AdminState {
-            metrics: metrics.clone(),
-            store,
-            upstreams: front_upstreams,
-            serving: serving.clone(),
-        });
-        let stop = admin_stop.clone();
-        admin = Some((
-            addr,
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
-                    .context("the admin server failed")
-            }),
-        ));
-    }
+    let admin = match listeners.admin {
+        Some(listener) => {
+            let app = admin::router(admin::AdminState {
+                metrics: metrics.clone(),
+                readiness: readiness.clone(),
+            });
+            Some(Server::spawn(
+                "admin",
+                listener,
+                |listener, stop| async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stop)
+                        .await
+                        .context("the admin server failed")
+                },
+            )?)
+        }
+        None => None,
+    };
 
     if config.role == config::Role::Gateway {
         tracing::info!(upstreams = ?config.upstreams, "calling the gRPC service");
     }
     // One line that says where everything is (scripts and tests read it).
+    let addr = |server: &Option<Server>| server.as_ref().map(|s| tracing::field::display(s.addr()));
     tracing::info!(
         role = ?config.role,
-        http.addr = http.as_ref().map(|(addr, _)| tracing::field::display(addr)),
-        grpc.addr = grpc.as_ref().map(|(addr, _)| tracing::field::display(addr)),
-        admin.addr = admin.as_ref().map(|(addr, _)| tracing::field::display(addr)),
+        http.addr = addr(&http),
+        grpc.addr = addr(&grpc),
+        admin.addr = addr(&admin),
         data_dir = %config.data_dir.display(),
         "listening"
     );
 
-    let (mut grpc_task, mut http_task) = (grpc.map(|(_, task)| task), http.map(|(_, task)| task));
-    let mut admin_task = admin.map(|(_, task)| task);
+    // In the order they are drained: the front first, so that it can still reach
+    // the service while it finishes its requests.
+    let mut servers: Vec<Server> = [http, grpc, admin].into_iter().flatten().collect();
     // Run until asked to stop, or until a server fails on its own.
     tokio::select! {
         () = shutdown => {}
-        result = finished(&mut grpc_task) => return result.and(Err(anyhow::anyhow!("the gRPC server stopped"))),
-        result = finished(&mut http_task) => return result.and(Err(anyhow::anyhow!("the HTTP server stopped"))),
-        result = finished(&mut admin_task) => return result.and(Err(anyhow::anyhow!("the admin server stopped"))),
+        error = server::first_stopped(&mut servers) => return Err(error),
     }
 
-    serving.store(false, Ordering::Relaxed);
+    readiness.stop_serving();
     health
         .set_not_serving::<EntitlementManagementServer<GrpcService>>()
         .await;
@@ -286,28 +276,11 @@ pub async fn run(
         .set_service_status("", ServingStatus::NotServing)
         .await;
     let deadline = tokio::time::Instant::now() + config.shutdown_timeout();
-    http_stop.cancel();
-    if let Some(task) = http_task {
-        drain("HTTP", task, deadline).await;
-    }
-    grpc_stop.cancel();
-    if let Some(task) = grpc_task {
-        drain("gRPC", task, deadline).await;
-    }
-    admin_stop.cancel();
-    if let Some(task) = admin_task {
-        drain("admin", task, deadline).await;
+    for server in servers {
+        server.drain(deadline).await;
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Completes when the task ends; never, when there is no task.
-async fn finished(task: &mut Option<ServerTask>) -> anyhow::Result<()> {
-    match task {
-        Some(task) => task.await?,
-        None => std::future::pending().await,
-    }
 }
 
 /// The layers around every gRPC service: gRPC-Web for browsers (with CORS when
@@ -392,7 +365,7 @@ fn grpc_server(
             config.traced(),
         ))
         .into_inner();
-    Server::builder()
+    tonic::transport::Server::builder()
         // gRPC-Web arrives over HTTP/1.1.
         .accept_http1(true)
         // Every call is bounded, whatever grpc-timeout the caller sent (a shorter
@@ -446,20 +419,4 @@ fn in_process_upstream(
         .layer(observe::ObserveGrpcLayer::new(metrics.clone(), traced))
         .service(dispatch);
     upstream::Upstream::new(service)
-}
-
-/// Waits for a server to finish its in-flight requests, until `deadline`.
-async fn drain(name: &str, task: JoinHandle<anyhow::Result<()>>, deadline: tokio::time::Instant) {
-    let abort = task.abort_handle();
-    match tokio::time::timeout_at(deadline, task).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "{name} server failed while stopping"),
-        Ok(Err(e)) => tracing::error!(error = %e, "{name} server task failed"),
-        Err(_) => {
-            tracing::warn!(
-                "{name} requests still in flight at the shutdown deadline; abandoning them"
-            );
-            abort.abort();
-        }
-    }
 }

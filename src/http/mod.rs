@@ -80,6 +80,8 @@ impl std::ops::Deref for AppState {
 /// The contents of [`AppState`].
 pub struct Shared {
     upstreams: Upstreams,
+    /// Whether the process is ready, as `/readyz` answers it.
+    readiness: crate::ops::health::Readiness,
     /// The deadline of each request.
     request_timeout: Duration,
     /// The same deadline as the upstream call's `grpc-timeout`, written once.
@@ -93,8 +95,9 @@ pub struct Shared {
 }
 
 impl AppState {
-    pub fn new(
+    pub(crate) fn new(
         upstreams: Upstreams,
+        readiness: crate::ops::health::Readiness,
         request_timeout: Duration,
         metrics: Arc<Metrics>,
         cors_origins: Vec<String>,
@@ -104,6 +107,7 @@ impl AppState {
         timed.set_timeout(request_timeout);
         Self(Arc::new(Shared {
             upstreams,
+            readiness,
             request_timeout,
             grpc_timeout: timed.metadata().get(GRPC_TIMEOUT).cloned(),
             metrics,

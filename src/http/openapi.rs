@@ -328,17 +328,19 @@ async fn healthz() -> &'static str {
     operation_id = "readyz",
     tag = SERVICE_TAG,
     summary = "Readiness",
-    description = "Ready while an upstream gRPC service is in rotation.",
+    description = "Ready while the process is serving (not draining), its store answers (when it runs the service) and an upstream gRPC service is in rotation: the same rule as the admin listener's `/readyz`.",
     responses(
         (status = 200, description = "Ready", content_type = "text/plain", body = String, example = "ready"),
-        (status = 503, description = "No upstream is in rotation", body = ODataError),
+        (status = 503, description = "Not ready", body = ODataError),
     ),
 )]
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.upstreams.ready() {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        ApiError::from_http_status(StatusCode::SERVICE_UNAVAILABLE).into_response()
+    match state.readiness.check().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(why) => {
+            tracing::debug!(reason = why, "not ready");
+            ApiError::from_http_status(StatusCode::SERVICE_UNAVAILABLE).into_response()
+        }
     }
 }
 

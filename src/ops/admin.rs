@@ -1,17 +1,11 @@
 //! The admin listener (`--admin-addr`): Prometheus metrics at `/metrics`, liveness
-//! at `/healthz` and readiness at `/readyz`, mirroring `grpc.health.v1`: ready
-//! while the process is serving (not draining), its store (if it has one) answers,
-//! and an upstream (if it calls one) is in rotation.
+//! at `/healthz` and readiness at `/readyz` (see [`super::health`]).
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
-};
+use std::sync::Arc;
 
 use axum::{Router, extract::State, http::StatusCode, http::header, routing::get};
 
-use super::metrics::Metrics;
-use crate::{http::upstream::Upstreams, storage::Store};
+use super::{health::Readiness, metrics::Metrics};
 
 /// The content type of the Prometheus text format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -20,12 +14,7 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[derive(Clone)]
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
-    /// The gRPC service's store, in a process that runs it.
-    pub store: Option<Arc<dyn Store>>,
-    /// The HTTP front's upstreams, in a process that runs it.
-    pub upstreams: Option<Upstreams>,
-    /// Cleared when shutdown begins, as the gRPC health status turns NOT_SERVING.
-    pub serving: Arc<AtomicBool>,
+    pub readiness: Readiness,
 }
 
 /// The admin routes.
@@ -46,18 +35,8 @@ pub fn router(state: AdminState) -> Router {
 }
 
 async fn ready(State(state): State<AdminState>) -> (StatusCode, &'static str) {
-    if !state.serving.load(Ordering::Relaxed) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    match state.readiness.check().await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
     }
-    if let Some(store) = &state.store
-        && store.ping().await.is_err()
-    {
-        return (StatusCode::SERVICE_UNAVAILABLE, "store unreachable");
-    }
-    if let Some(upstreams) = &state.upstreams
-        && !upstreams.ready()
-    {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no upstream serving");
-    }
-    (StatusCode::OK, "ready")
 }

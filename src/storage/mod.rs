@@ -1,14 +1,13 @@
 //! Where assignments are kept: the [`Store`] trait every backend implements, and its
-//! error. Backends live one per file (SQLite, PostgreSQL: both the one sqlx
-//! implementation, [`SqlStore`], opened their own way; SQLite's inserts go through
-//! its group-commit writer); [`open`] picks one by URL.
+//! error. The SQL backends share one sqlx implementation, [`SqlStore`]; PostgreSQL is
+//! that store on its pool, SQLite that store for reads beside its group-commit
+//! writer for inserts (`sqlite::writer`). [`open`] picks a backend by URL.
 //! The fronts only ever see `Arc<dyn Store>` through the service.
 
 mod observed;
 mod postgres;
 mod sql;
 mod sqlite;
-mod sqlite_writer;
 mod sqlx_store;
 
 use std::{path::Path, sync::Arc};

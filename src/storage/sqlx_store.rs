@@ -10,12 +10,10 @@ use sqlx::{
     Database, Encode, Executor, FromRow, IntoArguments, Pool, Type, error::DatabaseError,
     migrate::MigrateError, query::QueryAs,
 };
-use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Inserted, ListPage, ListQuery, Store, StoreError,
     sql::{self, Bind, COLUMNS, Row, Where, order_by},
-    sqlite_writer::InsertJob,
 };
 use crate::domain::{Assignment, AssignmentId, filter::Filter};
 
@@ -64,8 +62,6 @@ pub trait Dialect: Database {
 pub struct SqlStore<DB: Database> {
     pool: Pool<DB>,
     statements: Arc<Statements>,
-    /// With group commit: the queue of the one task that writes inserts.
-    writer: Option<mpsc::Sender<InsertJob>>,
 }
 
 /// The fixed statements, written once in the backend's placeholder syntax.
@@ -97,7 +93,6 @@ impl<DB: Dialect> SqlStore<DB> {
         Self {
             pool,
             statements: Arc::new(Statements::new::<DB>()),
-            writer: None,
         }
     }
 }
@@ -107,7 +102,6 @@ impl<DB: Database> Clone for SqlStore<DB> {
         Self {
             pool: self.pool.clone(),
             statements: self.statements.clone(),
-            writer: self.writer.clone(),
         }
     }
 }
@@ -171,15 +165,6 @@ where
     Ok(Inserted::Existing(existing))
 }
 
-impl<DB: Database> SqlStore<DB> {
-    /// Sends every insert to `writer` (a group-commit writer) instead of the pool.
-    #[must_use]
-    pub(super) fn with_writer(mut self, writer: mpsc::Sender<InsertJob>) -> Self {
-        self.writer = Some(writer);
-        self
-    }
-}
-
 #[async_trait]
 impl<DB> Store for SqlStore<DB>
 where
@@ -198,20 +183,6 @@ where
     for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
 {
     async fn insert(&self, a: &Assignment) -> Result<Inserted, StoreError> {
-        if let Some(writer) = &self.writer {
-            let (done, outcome) = oneshot::channel();
-            let job = InsertJob {
-                assignment: a.clone(),
-                done,
-            };
-            writer
-                .send(job)
-                .await
-                .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
-            return outcome
-                .await
-                .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
-        }
         for _ in 0..INSERT_ATTEMPTS {
             let mut connection = self.pool.acquire().await.map_err(DB::classify)?;
             match insert_one::<DB>(&mut connection, &self.statements, a).await {

@@ -1,30 +1,61 @@
 //! Group commit for SQLite: one thread with its own connection writes every insert,
 //! a group of them per transaction, and answers each insert once its transaction is
-//! committed and synced to disk (`synchronous = FULL`).
-//!
-//! Why a thread and not the sqlx pool: a commit through sqlx is several round trips
-//! (BEGIN, the inserts, COMMIT) between a task and sqlx's worker thread, each one a
-//! wake-up that waits its turn for a core on a busy machine. Here a whole group is
-//! one wake-up of the writer thread, and the inserts that arrive while it syncs make
-//! up the next group, so concurrent creates share one fsync.
+//! committed and synced to disk. A thread rather than the sqlx pool: a whole group
+//! is one wake-up of the thread instead of a round trip per statement, and the
+//! inserts that arrive while it syncs make up the next group, so concurrent creates
+//! share one fsync.
 
-use std::{collections::HashSet, path::Path, time::Duration};
+use std::{collections::HashSet, path::Path};
 
-use rusqlite::{
-    Connection, ErrorCode, OpenFlags, OptionalExtension as _, ToSql, TransactionBehavior,
-};
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _, ToSql, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use sqlx::Sqlite;
 
-use super::{Inserted, StoreError, sql, sql::Row, sqlx_store::Dialect as _};
-use crate::domain::Assignment;
+use super::{BUSY_TIMEOUT, PRAGMAS, classify_code};
+use crate::{
+    domain::Assignment,
+    storage::{Inserted, StoreError, sql, sql::Row, sqlx_store::Dialect as _},
+};
 
 /// One insert waiting for the writer.
 #[derive(Debug)]
-pub(super) struct InsertJob {
-    pub assignment: Assignment,
-    pub done: oneshot::Sender<Result<Inserted, StoreError>>,
+struct InsertJob {
+    assignment: Assignment,
+    done: oneshot::Sender<Result<Inserted, StoreError>>,
+}
+
+/// The queue of the writer thread, which ends when the last handle is dropped.
+pub(super) struct Writer {
+    queue: mpsc::Sender<InsertJob>,
+}
+
+impl Writer {
+    /// Opens the writer's own connection to the (migrated) database at `path` and
+    /// starts its thread.
+    ///
+    /// # Errors
+    /// When the database cannot be opened or the thread cannot be started.
+    pub(super) fn start(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            queue: start(path)?,
+        })
+    }
+
+    /// Inserts `assignment` in the next group; answers once the group is on disk.
+    ///
+    /// # Errors
+    /// As the group's transaction failed, or `Unavailable` when the writer is gone.
+    pub(super) async fn insert(&self, assignment: &Assignment) -> Result<Inserted, StoreError> {
+        let gone = || StoreError::Unavailable("the store is shutting down".into());
+        let (done, outcome) = oneshot::channel();
+        let job = InsertJob {
+            assignment: assignment.clone(),
+            done,
+        };
+        self.queue.send(job).await.map_err(|_| gone())?;
+        outcome.await.map_err(|_| gone())?
+    }
 }
 
 /// The writer's statements, in SQLite's placeholder syntax.
@@ -37,25 +68,19 @@ struct Statements {
 /// The most inserts one transaction carries.
 const MAX_GROUP: usize = 256;
 
-/// Opens the writer's own connection to the (migrated) database at `path` and
-/// starts the writer thread; inserts go to the queue returned. The thread ends when
-/// every sender of the queue is gone.
-///
-/// # Errors
-/// When the database cannot be opened or the thread cannot be started.
-pub(super) fn start(path: &Path) -> Result<mpsc::Sender<InsertJob>, StoreError> {
+/// Opens the connection and starts the thread; inserts go to the queue returned.
+fn start(path: &Path) -> Result<mpsc::Sender<InsertJob>, StoreError> {
     let connection = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(classify)?;
-    connection
-        .busy_timeout(Duration::from_secs(5))
-        .map_err(classify)?;
-    // FULL: every commit is fsynced before it returns, WAL mode included.
-    connection
-        .pragma_update(None, "synchronous", "FULL")
-        .map_err(classify)?;
+    connection.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
+    for (name, value) in PRAGMAS {
+        connection
+            .pragma_update(None, name, value)
+            .map_err(classify)?;
+    }
     let statements = Statements {
         inserts: (0..=MAX_GROUP.ilog2())
             .rev()
@@ -196,12 +221,11 @@ fn write_group(
     Ok(outcomes)
 }
 
-/// SQLITE_BUSY and SQLITE_LOCKED may pass on a retry; anything else will not.
+/// Sorts a rusqlite error by its result code, as the sqlx store's are.
 fn classify(error: rusqlite::Error) -> StoreError {
-    match error.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            StoreError::Unavailable(Box::new(error))
-        }
-        _ => StoreError::Internal(Box::new(error)),
-    }
+    let code = match &error {
+        rusqlite::Error::SqliteFailure(failure, _) => Some(failure.extended_code),
+        _ => None,
+    };
+    classify_code(code, Box::new(error))
 }
