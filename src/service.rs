@@ -24,8 +24,8 @@ pub const MAX_PAGE_SIZE: u32 = 999;
 /// A list request as a caller sent it, not yet validated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListRequest {
-    /// 0 means [`DEFAULT_PAGE_SIZE`].
-    pub page_size: i32,
+    /// `None` means [`DEFAULT_PAGE_SIZE`].
+    pub page_size: Option<i32>,
     pub page_token: String,
     /// An OData `$filter` expression; empty for none.
     pub filter: String,
@@ -84,12 +84,14 @@ impl ListRequest {
     fn validate(&self, tokens: &PageTokens) -> Result<ListPlan, Error> {
         let mut violations = Vec::new();
         let page_size = match self.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if (1..=MAX_PAGE_SIZE as i32).contains(&n) => n.unsigned_abs(),
-            n => {
+            None => DEFAULT_PAGE_SIZE,
+            Some(n) if (1..=MAX_PAGE_SIZE as i32).contains(&n) => n.unsigned_abs(),
+            Some(n) => {
                 violations.push(FieldViolation::new(
                     "page_size",
-                    format!("the page size ($top) must be between 1 and {MAX_PAGE_SIZE}, not {n}"),
+                    format!(
+                        "the page size ('$top') must be a whole number from 1 to {MAX_PAGE_SIZE}, not {n}"
+                    ),
                 ));
                 DEFAULT_PAGE_SIZE
             }
@@ -207,7 +209,7 @@ fn parse_selection(names: &[String], violations: &mut Vec<FieldViolation>) -> Se
             None => violations.push(FieldViolation::new(
                 "select",
                 format!(
-                    "'{}' is not a property of accessPackageAssignment that can be selected",
+                    "'{}' is not a property of accessPackageAssignment that can be selected ($select)",
                     filter::quote(name)
                 ),
             )),

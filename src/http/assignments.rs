@@ -291,18 +291,8 @@ async fn list_assignments(
     scope: CurrentUserFilter,
 ) -> Result<Response, ApiError> {
     let options = options(uri, Accepts::Collection)?;
-    let page_size = match options.top {
-        None => 0,
-        // 0 would mean "the default" upstream; $top=0 is no page at all.
-        Some(0) => {
-            return Err(ApiError::bad_request(
-                "Invalid value '0' for the query option '$top': a whole number from 1 to 999 is expected.",
-            ));
-        }
-        Some(top) => top,
-    };
     let message = ListAssignmentsRequest {
-        page_size,
+        page_size: options.top,
         page_token: options.skiptoken.clone(),
         filter: options.filter.clone(),
         select: options.select_mask(),

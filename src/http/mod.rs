@@ -1,7 +1,10 @@
 //! The Graph-shaped HTTP front (axum). It is a gRPC *client* of the service: each
 //! request is translated into an `EntitlementManagement` call through the
-//! generated tonic client, and the reply back into Graph JSON. No rule is enforced here that
-//! the service enforces.
+//! generated tonic client, and the reply back into Graph JSON. Every rule about
+//! assignments, filters, selections and page sizes is the service's; the front
+//! refuses only what is HTTP's (an unknown URL or query parameter, a malformed
+//! option, the media type, the body's size, a missing token). It chooses the id of a
+//! create that has none, so that its own retry of the call is idempotent.
 
 mod assignments;
 mod error;

@@ -72,8 +72,8 @@ pub struct QueryOptions {
     pub top: Option<i32>,
     pub skiptoken: String,
     pub count: bool,
-    /// The properties `$select` names, as Graph names; empty for all.
-    pub select: Vec<Property>,
+    /// The names `$select` lists, as sent (the service judges them); empty for all.
+    pub select: Vec<String>,
     pub orderby: String,
     /// Every system query option as sent except `$skiptoken`, for the next link.
     carried: Vec<(&'static str, String)>,
@@ -161,7 +161,7 @@ impl QueryOptions {
                         }
                     }
                 }
-                "$select" => options.select = parse_select(&value)?,
+                "$select" => options.select = parse_select(&value),
                 _ => unreachable!("every supported option is handled"),
             }
             if name != "$skiptoken" {
@@ -172,36 +172,44 @@ impl QueryOptions {
         Ok(options)
     }
 
-    /// The properties to write: the `$select`ed ones plus id, or all.
+    /// The properties to write: the `$select`ed ones plus id, or all. Read after the
+    /// service accepted the names, so each one is a property.
     pub fn selection(&self) -> Selection {
         if self.select.is_empty() {
             Selection::ALL
         } else {
-            self.select
-                .iter()
-                .fold(Selection::id_only(), |s, p| s.with(*p))
+            self.selected().fold(Selection::id_only(), |s, p| s.with(p))
         }
     }
 
     /// `$select` as a field mask for the upstream call; `None` for all.
     pub fn select_mask(&self) -> Option<prost_types::FieldMask> {
         (!self.select.is_empty()).then(|| prost_types::FieldMask {
-            paths: self
-                .select
-                .iter()
-                .map(|p| p.field_name().to_owned())
-                .collect(),
+            paths: self.select.clone(),
         })
     }
 
-    /// `$select`'s canonical names, comma-separated, in parentheses (as a context
-    /// URL carries them); "" without `$select`.
+    /// `$select`'s properties by their canonical names, comma-separated, in
+    /// parentheses (as a context URL carries them); "" without `$select`.
     pub fn select_suffix(&self) -> String {
         if self.select.is_empty() {
             return String::new();
         }
-        let names: Vec<&str> = self.select.iter().map(|p| p.name()).collect();
+        let names: Vec<&str> = self.selected().map(Property::name).collect();
         format!("({})", names.join(","))
+    }
+
+    /// The properties `$select` names that the description knows, once each.
+    fn selected(&self) -> impl Iterator<Item = Property> + '_ {
+        let mut seen = Selection::id_only();
+        self.select
+            .iter()
+            .filter_map(|name| Property::from_mask_path(name))
+            .filter(move |p| {
+                let new = *p == Property::Id || !seen.contains(*p);
+                seen = seen.with(*p);
+                new
+            })
     }
 
     /// The URL of the next page: this one's options with the new `$skiptoken`.
@@ -276,33 +284,25 @@ fn value_of(options: &QueryOptions, name: &str) -> String {
         "$top" => options.top.map(|t| t.to_string()).unwrap_or_default(),
         "$count" => options.count.to_string(),
         "$select" => options
-            .select
-            .iter()
-            .map(|p| p.name())
+            .selected()
+            .map(Property::name)
             .collect::<Vec<_>>()
             .join(","),
         _ => String::new(),
     }
 }
 
-fn parse_select(value: &str) -> Result<Vec<Property>, ApiError> {
-    let mut properties = Vec::new();
-    for name in value.split(',').map(str::trim) {
-        if name == "*" {
-            return Ok(Vec::new());
-        }
-        match Property::from_query_name(name) {
-            Some(p) if !properties.contains(&p) => properties.push(p),
-            Some(_) => {}
-            None => {
-                return Err(ApiError::bad_request(format!(
-                    "Could not find a property named '{}' on type 'microsoft.graph.accessPackageAssignment' ($select).",
-                    quote(name)
-                )));
-            }
-        }
+/// The names of a `$select`, trimmed; `*` selects everything (an empty list).
+fn parse_select(value: &str) -> Vec<String> {
+    let names: Vec<String> = value
+        .split(',')
+        .map(|name| name.trim().to_owned())
+        .collect();
+    if names.iter().any(|name| name == "*") {
+        Vec::new()
+    } else {
+        names
     }
-    Ok(properties)
 }
 
 /// Percent-encodes a query value (`%20` for spaces, as Graph writes it).
@@ -329,10 +329,8 @@ mod tests {
         assert_eq!(options.filter, "accessPackage/id eq 'p'");
         assert_eq!(options.top, Some(2));
         assert!(options.count);
-        assert_eq!(
-            options.select,
-            [Property::AccessPackageId, Property::TargetId]
-        );
+        assert_eq!(options.select, ["accessPackageId", "TARGETID"]);
+        assert!(options.selection().contains(Property::TargetId));
         assert!(options.selection().contains(Property::Id));
         assert!(!options.selection().contains(Property::CatalogId));
         assert_eq!(options.select_suffix(), "(accessPackageId,targetId)");
@@ -385,7 +383,6 @@ mod tests {
             ("$top=1&$top=2", "more than once"),
             ("$top=ten", "'$top'"),
             ("$count=yes", "'$count'"),
-            ("$select=foo", "'foo'"),
         ] {
             let error = list(query).unwrap_err();
             assert!(error.message.contains(needle), "{query}: {}", error.message);
@@ -397,7 +394,7 @@ mod tests {
         let take = |query, accepts| QueryOptions::parse(Some(query), Dialect::Beta, accepts);
         assert_eq!(
             take("$select=TargetId", Accepts::Entity).unwrap().select,
-            [Property::TargetId]
+            ["TargetId"]
         );
         assert_eq!(take("filter=x", Accepts::Count).unwrap().filter, "x");
         for (query, accepts, needle) in [
