@@ -346,8 +346,7 @@ async fn grpc_services(
 }
 
 /// The most requests one HTTP/2 connection may have open at once, to the HTTP front
-/// or to the gRPC server (hyper's default; tonic's is no limit). The gateway's
-/// connections to a service carry 64 each at the benchmark's 256 clients.
+/// or to the gRPC server (hyper's default; tonic's is no limit).
 pub const MAX_CONCURRENT_STREAMS: u32 = 200;
 
 /// The network gRPC server over `routes`: HTTP/2, and gRPC-Web (HTTP/1.1) for

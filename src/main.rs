@@ -13,10 +13,8 @@ use entitlement_gateway::{
 };
 
 /// jemalloc: the request path allocates small, short-lived buffers on several
-/// threads, where glibc's allocator spent about 15% of the process's CPU. (mimalloc
-/// was as fast, but kept about 18 MiB more resident at 256 connections.) It also
-/// serves C's malloc (the `unprefixed_malloc_on_supported_platforms` feature), so the
-/// bundled SQLite's allocations go to it too.
+/// threads, which glibc's allocator serves with more CPU; it also serves C's malloc,
+/// so the bundled SQLite's allocations go to it too.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -39,13 +39,10 @@ pub const INVALID_TOKEN: &str = "Access token validation failure.";
 /// The gRPC metadata in which the HTTP front forwards its caller's `Authorization`
 /// value; the service accepts a credential there or in `authorization`, not both.
 ///
-/// Why not `authorization` itself: h2 never adds an `authorization` value to
-/// HPACK's header table, so each call would send the whole token again, Huffman-coded
-/// (about 9 000 instructions per call to encode and as many to decode, for a
-/// 300-byte token). Under this name the token is sent once per connection and then
-/// as a table index. HPACK matches whole values only: the table can tell an
-/// observer of the connection no more than whether an entire token it guessed was
-/// sent before, and a signed token cannot be guessed.
+/// Not `authorization` itself, because h2 never indexes an `authorization` value in
+/// HPACK, so every call would carry the whole token again; under this name it is sent
+/// once per connection and then as an index (HPACK matches whole values only, and a
+/// signed token cannot be guessed).
 pub const FORWARDED_AUTHORIZATION: &str = "x-forwarded-authorization";
 
 /// The file, in the data dir, that holds the local signing key.

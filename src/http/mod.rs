@@ -65,10 +65,8 @@ const MAX_CLIENT_REQUEST_ID: usize = 128;
 /// The most bytes of request headers (names and values) accepted.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// What the handlers share. Every request clones it (the middleware's and the
-/// handler's `State`), so it is one `Arc`: one reference count to update, where a
-/// count per field would be several, each a cache line the two cores pass back and
-/// forth.
+/// What the handlers share. Every request clones it, so it is one `Arc`: one
+/// reference count to update rather than one per field.
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
 

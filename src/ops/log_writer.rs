@@ -1,11 +1,7 @@
 //! The non-blocking writer of log lines: a request thread appends its line to a
 //! shared buffer and goes on; a thread of its own writes the buffer out a few
-//! milliseconds after its first line, many lines in one write.
-//!
-//! (tracing-appender's writer hands each line to its thread through a channel, and
-//! so wakes that thread for nearly every line at the rates this service serves:
-//! with one access line per request, that wake-up and its write cost about as much
-//! as formatting the line.)
+//! milliseconds after its first line, many lines in one write (tracing-appender's
+//! writer wakes its thread for nearly every line at this service's rates).
 
 use std::{
     io::Write,

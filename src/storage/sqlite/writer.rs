@@ -102,14 +102,10 @@ fn start(path: &Path) -> Result<mpsc::Sender<InsertJob>, StoreError> {
 }
 
 /// Inserts `rows` rows (the [`sql::COLUMNS`], in order) and returns the id of each
-/// row stored. A multi-row insert keeps its B-tree cursors open from one row to the
-/// next, so each row's place in the table and in each index is found from the last
-/// one rather than from the root (callgrind, 16 clients: the writer thread ran 61 000
-/// instructions per create, against 70 000 with a statement per row). `OR IGNORE`, not
-/// `ON CONFLICT (id) DO NOTHING`: a multi-row statement that can abort (a NOT NULL or
-/// CHECK failure, under the default conflict resolution) keeps a statement journal, a
-/// copy of every page it changes; one that ignores cannot abort. A row skipped for
-/// any other reason than its id is an id with no row, which fails the group.
+/// row stored: one statement keeps its B-tree cursors open from row to row. `OR
+/// IGNORE` rather than `ON CONFLICT DO NOTHING`, because a statement that cannot abort
+/// needs no statement journal; a row skipped for another reason than its id is an id
+/// with no row, which fails the group.
 fn insert_returning_ids(rows: usize) -> String {
     // SQLite's placeholders are positional (`?`): every row's are the same.
     let row = sql::row_placeholders(Sqlite::placeholder, 1);
