@@ -9,7 +9,7 @@ use prost_types::Timestamp;
 use crate::{
     domain::{
         Assignment, AssignmentId, DateTimeError, DateTimeOffset, Error, FieldViolation, InvalidId,
-        Property, Selection, check_text, filter, for_each_property,
+        Property, Selection, check_text, filter, for_each_property, quote,
     },
     paging::{self, PageTokens},
     proto::v1::AccessPackageAssignment,
@@ -210,7 +210,7 @@ fn parse_selection(names: &[String], violations: &mut Vec<FieldViolation>) -> Se
                 "select",
                 format!(
                     "'{}' is not a property of accessPackageAssignment that can be selected ($select)",
-                    filter::quote(name)
+                    quote(name)
                 ),
             )),
         }
@@ -232,7 +232,7 @@ fn parse_order(text: &str) -> Result<SortOrder, String> {
             _ => {
                 return Err(format!(
                     "the list cannot be ordered by '{}' ($orderby): use id or expiredDateTime",
-                    filter::quote(word)
+                    quote(word)
                 ));
             }
         },
@@ -244,14 +244,14 @@ fn parse_order(text: &str) -> Result<SortOrder, String> {
         Some(other) => {
             return Err(format!(
                 "'{}' is not a sort direction ($orderby): use asc or desc",
-                filter::quote(other)
+                quote(other)
             ));
         }
     };
     if let Some(extra) = words.next() {
         return Err(format!(
             "'{}' is not understood ($orderby): order by one property, id or expiredDateTime",
-            filter::quote(extra)
+            quote(extra)
         ));
     }
     Ok(SortOrder { key, descending })

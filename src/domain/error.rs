@@ -70,3 +70,13 @@ fn invalid_message(violations: &[FieldViolation]) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// A caller's text, shortened for a message (messages travel in gRPC headers, and
+/// must stay small whatever was sent).
+pub fn quote(text: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 64;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]).into(),
+        None => text.into(),
+    }
+}

@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-use super::{AssignmentId, DateTimeOffset, Kind, Property};
+use super::{AssignmentId, DateTimeOffset, Kind, Property, quote};
 
 /// The longest filter accepted, in bytes.
 pub const MAX_FILTER_BYTES: usize = 4096;
@@ -189,16 +189,6 @@ fn describe(token: &Token<'_>) -> String {
         Token::Close => "')'".into(),
         Token::Quoted(s) => format!("the string '{}'", quote(s)),
         Token::Word(w) => format!("'{}'", quote(w)),
-    }
-}
-
-/// A caller's text, shortened for a message (messages travel in gRPC headers, and
-/// must stay small whatever was sent).
-pub fn quote(text: &str) -> std::borrow::Cow<'_, str> {
-    const MAX: usize = 64;
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]).into(),
-        None => text.into(),
     }
 }
 

@@ -12,5 +12,5 @@ pub use assignment::{
     Assignment, AssignmentId, InvalidId, Kind, MAX_TEXT_CHARS, Property, Selection, check_text,
 };
 pub use datetime::{DateTimeError, DateTimeOffset};
-pub use error::{Error, FieldViolation};
+pub use error::{Error, FieldViolation, quote};
 pub mod filter;

@@ -428,7 +428,7 @@ fn current_user(on: &str) -> Result<CurrentUserFilter, ApiError> {
         "createdBy" => Ok(CurrentUserFilter::CreatedBy),
         other => Err(ApiError::bad_request(format!(
             "'{}' is not a value of accessPackageAssignmentFilterByCurrentUserOptions: use 'target'.",
-            crate::domain::filter::quote(other)
+            crate::domain::quote(other)
         ))),
     }
 }

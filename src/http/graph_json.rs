@@ -13,7 +13,7 @@ use serde::{
 };
 
 use crate::{
-    domain::{DateTimeError, DateTimeOffset, Property, Selection},
+    domain::{DateTimeError, DateTimeOffset, Property, Selection, quote},
     proto::{Field, FieldMut, v1::AccessPackageAssignment},
 };
 
@@ -21,8 +21,6 @@ use crate::{
 pub const ODATA_TYPE: &str = "#microsoft.graph.accessPackageAssignment";
 /// The entity type's qualified name.
 const TYPE_NAME: &str = "microsoft.graph.accessPackageAssignment";
-/// Longest excerpt of a caller's value quoted back in a message.
-const QUOTE_CHARS: usize = 64;
 
 /// Why a request body is not a valid assignment. The text is Graph's message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -208,14 +206,6 @@ fn fail<T, E: de::Error>(slot: &Cell<Option<JsonError>>, error: JsonError) -> Re
     Err(E::custom("see the recorded error"))
 }
 
-fn quote(text: &str) -> String {
-    let mut quoted: String = text.chars().take(QUOTE_CHARS).collect();
-    if quoted.len() < text.len() {
-        quoted.push('…');
-    }
-    quoted
-}
-
 struct AssignmentSeed<'a> {
     error: &'a Cell<Option<JsonError>>,
 }
@@ -272,7 +262,12 @@ impl<'de> Visitor<'de> for AssignmentSeed<'_> {
                 "@odata.context" => (ODATA_CONTEXT_BIT, None),
                 name => match Property::from_name(name) {
                     Some(p) => (1 << (p as u32), Some(p)),
-                    None => return fail(self.error, JsonError::UnknownProperty(quote(name))),
+                    None => {
+                        return fail(
+                            self.error,
+                            JsonError::UnknownProperty(quote(name).into_owned()),
+                        );
+                    }
                 },
             };
             if seen & bit != 0 {
@@ -286,7 +281,8 @@ impl<'de> Visitor<'de> for AssignmentSeed<'_> {
                     match value.as_deref() {
                         Some(ODATA_TYPE | TYPE_NAME) => {}
                         other => {
-                            let name = other.map_or_else(|| "null".to_owned(), quote);
+                            let name =
+                                other.map_or_else(|| "null".to_owned(), |v| quote(v).into_owned());
                             return fail(self.error, JsonError::UnknownType(name));
                         }
                     }
@@ -320,7 +316,7 @@ impl<'de> Visitor<'de> for AssignmentSeed<'_> {
                                         *offset = Some(value.offset_minutes());
                                     }
                                     Err(reason) => {
-                                        let literal = quote(&text);
+                                        let literal = quote(&text).into_owned();
                                         return fail(
                                             self.error,
                                             JsonError::BadDateTime {

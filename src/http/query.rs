@@ -7,7 +7,7 @@
 //! filter was dropped would otherwise act on every assignment.
 
 use super::ApiError;
-use crate::domain::{Property, Selection, filter::quote};
+use crate::domain::{Property, Selection, quote};
 
 /// How a version prefix spells the system query options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
