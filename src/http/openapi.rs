@@ -78,10 +78,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
             .routes(prefixed(prefix, create_routes()))
             .routes(prefixed(prefix, routes!(assignments::list)))
             .routes(prefixed(prefix, routes!(assignments::count)))
-            .routes(prefixed(
-                prefix,
-                routes!(assignments::filter_by_current_user),
-            ))
+            .routes(prefixed(prefix, filter_by_current_user_routes()))
             .routes(prefixed(
                 prefix,
                 routes!(assignments::get, assignments::delete),
@@ -113,6 +110,24 @@ fn create_routes() -> UtoipaMethodRouter<AppState> {
         );
     }
     paths.paths.insert(format!("{COLLECTION}/$ref"), item);
+    (schemas, paths, method_router)
+}
+
+/// The caller's own list takes the list's query options: its operation is given the
+/// list's parameters, documented once on the list.
+fn filter_by_current_user_routes() -> UtoipaMethodRouter<AppState> {
+    let (_, list, _) = routes!(assignments::list);
+    let parameters = list
+        .paths
+        .get(COLLECTION)
+        .and_then(|item| item.get.as_ref())
+        .and_then(|operation| operation.parameters.clone());
+    let (schemas, mut paths, method_router) = routes!(assignments::filter_by_current_user);
+    for item in paths.paths.values_mut() {
+        if let Some(operation) = item.get.as_mut() {
+            operation.parameters.clone_from(&parameters);
+        }
+    }
     (schemas, paths, method_router)
 }
 
