@@ -4,8 +4,9 @@
 //! nothing acknowledged, and a gateway with a second upstream keeps answering.
 //!
 //! Each test creates a PostgreSQL database of its own and drops it afterwards
-//! (see `common/postgres.rs`: `ENTITLEMENT_GATEWAY_TEST_POSTGRES`, `SKIPPED:` when
-//! the server is down unless `ENTITLEMENT_GATEWAY_REQUIRE_POSTGRES=1`).
+//! (see `common/postgres.rs`: the admin URL is `ENTITLEMENT_GATEWAY_TEST_POSTGRES`;
+//! the tests fail when the server cannot be reached, and do not run, saying so,
+//! with `ENTITLEMENT_GATEWAY_SKIP_POSTGRES=1`).
 
 #[path = "common/postgres.rs"]
 mod postgres_db;

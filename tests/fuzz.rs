@@ -72,38 +72,299 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
-/// Date-time texts near the valid form: each part in or just beyond its range,
-/// 0 to 9 fractional digits, Z, an offset, or nothing.
-fn date_text() -> impl Strategy<Value = String> {
+/// A date-time as generated, part by part, before it is written out: each part in
+/// or just beyond its range, 0 to 9 fractional digits, Z, an offset, or nothing.
+#[derive(Debug, Clone)]
+struct DateParts {
+    year: u32,
+    month: u32,
+    day: u32,
+    /// Between the date and the time: `T`, `t` or a space.
+    separator: char,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    /// The digits after a `.`; `None`: no `.` at all.
+    fraction: Option<String>,
+    offset: OffsetText,
+}
+
+#[derive(Debug, Clone)]
+enum OffsetText {
+    /// Nothing after the time.
+    Missing,
+    /// `Z` or `z`.
+    Zulu(char),
+    /// `±hh:mm`.
+    Colon {
+        minus: bool,
+        hours: u32,
+        minutes: u32,
+    },
+    /// `±hhmm` and the like: a form RFC 3339 does not have.
+    Other(String),
+}
+
+impl DateParts {
+    fn text(&self) -> String {
+        let Self {
+            year,
+            month,
+            day,
+            separator,
+            hour,
+            minute,
+            second,
+            ..
+        } = self;
+        let fraction = self
+            .fraction
+            .as_ref()
+            .map_or(String::new(), |digits| format!(".{digits}"));
+        let offset = match &self.offset {
+            OffsetText::Missing => String::new(),
+            OffsetText::Zulu(z) => z.to_string(),
+            OffsetText::Colon {
+                minus,
+                hours,
+                minutes,
+            } => format!("{}{hours:02}:{minutes:02}", if *minus { '-' } else { '+' }),
+            OffsetText::Other(text) => text.clone(),
+        };
+        format!(
+            "{year:04}-{month:02}-{day:02}{separator}{hour:02}:{minute:02}:{second:02}{fraction}{offset}"
+        )
+    }
+
+    /// What the text must parse to, from the parts themselves (see [`calendar`]).
+    fn expected(&self) -> Option<ExpectedDate> {
+        if !matches!(self.separator, 'T' | 't') {
+            return None;
+        }
+        let offset_minutes = match self.offset {
+            OffsetText::Zulu(_) => 0,
+            OffsetText::Colon {
+                minus,
+                hours,
+                minutes,
+            } => signed_offset(minus, hours, minutes)?,
+            OffsetText::Missing | OffsetText::Other(_) => return None,
+        };
+        calendar(
+            [
+                self.year,
+                self.month,
+                self.day,
+                self.hour,
+                self.minute,
+                self.second,
+            ],
+            self.fraction.as_deref(),
+            offset_minutes,
+        )
+    }
+}
+
+/// Generated date-times near the valid form.
+fn date_parts() -> impl Strategy<Value = DateParts> {
     let year = prop_oneof![0u32..=2, 1u32..=9999, 9997u32..=9999];
-    let fraction = prop_oneof![Just(String::new()), "\\.[0-9]{0,9}"];
+    let fraction = prop_oneof![Just(None), "[0-9]{0,9}".prop_map(Some)];
     let offset = prop_oneof![
-        Just("Z".to_owned()),
-        Just("z".to_owned()),
-        Just(String::new()),
-        (prop::bool::ANY, 0u32..=16, 0u32..=61)
-            .prop_map(|(minus, h, m)| format!("{}{h:02}:{m:02}", if minus { '-' } else { '+' })),
-        "[+-][0-9]{4}",
+        prop::sample::select(vec!['Z', 'z']).prop_map(OffsetText::Zulu),
+        Just(OffsetText::Missing),
+        (prop::bool::ANY, 0u32..=16, 0u32..=61).prop_map(|(minus, hours, minutes)| {
+            OffsetText::Colon {
+                minus,
+                hours,
+                minutes,
+            }
+        }),
+        "[+-][0-9]{4}".prop_map(OffsetText::Other),
     ];
-    let well_formed = (
-        year,
-        0u32..=13,
-        0u32..=32,
+    (
+        (year, 0u32..=13, 0u32..=32),
         prop::sample::select(vec!['T', 't', ' ']),
-        0u32..=25,
-        0u32..=60,
-        0u32..=61,
+        (0u32..=25, 0u32..=60, 0u32..=61),
         fraction,
         offset,
     )
-        .prop_map(|(y, mo, d, t, h, mi, s, f, o)| {
-            format!("{y:04}-{mo:02}-{d:02}{t}{h:02}:{mi:02}:{s:02}{f}{o}")
-        });
+        .prop_map(
+            |((year, month, day), separator, (hour, minute, second), fraction, offset)| DateParts {
+                year,
+                month,
+                day,
+                separator,
+                hour,
+                minute,
+                second,
+                fraction,
+                offset,
+            },
+        )
+}
+
+/// Texts that are not built from parts: mostly not date-times at all.
+fn unstructured_date_text() -> impl Strategy<Value = String> {
+    prop_oneof!["[0-9T:Zz.+-]{0,30}", text()]
+}
+
+/// Date-time texts near the valid form, and some that are nowhere near.
+fn date_text() -> impl Strategy<Value = String> {
     prop_oneof![
-        8 => well_formed,
-        1 => "[0-9T:Zz.+-]{0,30}",
-        1 => text(),
+        8 => date_parts().prop_map(|parts| parts.text()),
+        2 => unstructured_date_text(),
     ]
+}
+
+// ---------------------------------------------------------------------------
+// The date-time oracle: what a text must parse to, worked out with calendar
+// arithmetic written here, never with the code under test.
+// ---------------------------------------------------------------------------
+
+/// A date-time the service must accept: the instant, the offset, and the text
+/// Graph (ODataLib) writes for it.
+#[derive(Debug, Clone, PartialEq)]
+struct ExpectedDate {
+    /// Seconds since 1970-01-01T00:00:00Z.
+    seconds: i64,
+    /// Within the second.
+    nanos: u32,
+    /// East of UTC.
+    offset_minutes: i32,
+    /// `yyyy-MM-ddTHH:mm:ss`, the local time as written; the fraction without
+    /// trailing zeros (no `.` when nothing is left); `Z` for a zero offset, else
+    /// `±hh:mm`.
+    graph: String,
+}
+
+/// Days from 1970-01-01 to this date of the proleptic Gregorian calendar
+/// (H. Hinnant's `days_from_civil`, with March as the first month of a year).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// `±hours:minutes` in minutes east of UTC, when it is one (at most ±14:00).
+fn signed_offset(minus: bool, hours: u32, minutes: u32) -> Option<i32> {
+    if minutes > 59 || hours * 60 + minutes > 14 * 60 {
+        return None;
+    }
+    let total = (hours * 60 + minutes) as i32;
+    Some(if minus { -total } else { total })
+}
+
+/// The date-time of these local parts (year, month, day, hour, minute, second),
+/// fractional digits and offset: `None` unless it is a real calendar date and
+/// time of day (no leap second), with 0 to 7 fractional digits, whose local time
+/// and instant are both within 0001-01-01T00:00:00..9999-12-31T23:59:59.9999999.
+fn calendar(
+    [year, month, day, hour, minute, second]: [u32; 6],
+    fraction: Option<&str>,
+    offset_minutes: i32,
+) -> Option<ExpectedDate> {
+    let valid = (1..=9999).contains(&year)
+        && (1..=12).contains(&month)
+        && (1..=days_in_month(year, month)).contains(&day)
+        && hour <= 23
+        && minute <= 59
+        && second <= 59;
+    let fraction = match fraction {
+        None => "",
+        Some(digits) if (1..=7).contains(&digits.len()) => digits,
+        Some(_) => return None,
+    };
+    if !valid || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let local = days_from_civil(year.into(), month.into(), day.into()) * 86_400
+        + i64::from(hour * 3600 + minute * 60 + second);
+    let seconds = local - i64::from(offset_minutes) * 60;
+    let first = days_from_civil(1, 1, 1) * 86_400;
+    let last = days_from_civil(9999, 12, 31) * 86_400 + 86_399;
+    if !(first..=last).contains(&seconds) {
+        return None;
+    }
+    let nanos = format!("{fraction:0<9}").parse().unwrap();
+    let trimmed = fraction.trim_end_matches('0');
+    let fraction_text = if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!(".{trimmed}")
+    };
+    let offset_text = if offset_minutes == 0 {
+        "Z".to_owned()
+    } else {
+        let sign = if offset_minutes < 0 { '-' } else { '+' };
+        let minutes = offset_minutes.unsigned_abs();
+        format!("{sign}{:02}:{:02}", minutes / 60, minutes % 60)
+    };
+    Some(ExpectedDate {
+        seconds,
+        nanos,
+        offset_minutes,
+        graph: format!(
+            "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{fraction_text}{offset_text}"
+        ),
+    })
+}
+
+/// What any text must parse to: cut into the parts of
+/// `yyyy-MM-ddTHH:mm:ss[.f…](Z|±hh:mm)` when it has that shape (ASCII digits
+/// where digits go, `T` or `t`, `Z` or `z`), then as [`calendar`] says.
+fn expected_date(text: &str) -> Option<ExpectedDate> {
+    let bytes = text.as_bytes();
+    let number = |at: usize, len: usize| -> Option<u32> {
+        let digits = bytes.get(at..at + len)?;
+        digits
+            .iter()
+            .all(u8::is_ascii_digit)
+            .then(|| std::str::from_utf8(digits).unwrap().parse().unwrap())
+    };
+    let parts = [
+        number(0, 4)?,
+        number(5, 2)?,
+        number(8, 2)?,
+        number(11, 2)?,
+        number(14, 2)?,
+        number(17, 2)?,
+    ];
+    let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
+    if separators.iter().any(|&(at, byte)| bytes[at] != byte) || !b"Tt".contains(&bytes[10]) {
+        return None;
+    }
+    // Bytes 0..19 are ASCII: 19 is a character boundary.
+    let mut rest = &text[19..];
+    let mut fraction = None;
+    if let Some(after_dot) = rest.strip_prefix('.') {
+        let len = after_dot.bytes().take_while(u8::is_ascii_digit).count();
+        fraction = Some(&after_dot[..len]);
+        rest = &after_dot[len..];
+    }
+    let offset_minutes = match rest.as_bytes() {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2]
+            if [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()) =>
+        {
+            let value = |a: &u8, b: &u8| u32::from(a - b'0') * 10 + u32::from(b - b'0');
+            signed_offset(*sign == b'-', value(h1, h2), value(m1, m2))?
+        }
+        _ => return None,
+    };
+    calendar(parts, fraction, offset_minutes)
 }
 
 fn valid_guid_text() -> impl Strategy<Value = String> {
@@ -300,7 +561,7 @@ fn should_parse(members: &[Member]) -> Option<bool> {
             ("@odata.type", _) => false,
             (_, Value::Null) => true,
             ("isExtended", v) => v.is_boolean(),
-            ("expiredDateTime", Value::String(s)) => DateTimeOffset::parse(s).is_ok(),
+            ("expiredDateTime", Value::String(s)) => expected_date(s).is_some(),
             (_, v) => v.is_string(),
         }
     }))
@@ -334,13 +595,19 @@ fn check_parsed(members: &[Member], parsed: &AccessPackageAssignment) -> Result<
                     prop_assert_eq!(parsed.expired_date_time_offset_minutes, None);
                 }
                 Some(text) => {
-                    let expected = DateTimeOffset::parse(text).unwrap();
+                    let Some(expected) = expected_date(text) else {
+                        return Err(TestCaseError::fail(format!(
+                            "{text:?} was accepted, but is no date-time the calendar allows"
+                        )));
+                    };
                     let t = parsed.expired_date_time.unwrap();
-                    prop_assert_eq!(t.seconds, expected.seconds());
-                    prop_assert_eq!(t.nanos, expected.nanos() as i32);
+                    prop_assert_eq!(t.seconds, expected.seconds, "{}", text);
+                    prop_assert_eq!(t.nanos, expected.nanos as i32, "{}", text);
                     prop_assert_eq!(
                         parsed.expired_date_time_offset_minutes,
-                        Some(expected.offset_minutes())
+                        Some(expected.offset_minutes),
+                        "{}",
+                        text
                     );
                 }
             },
@@ -363,6 +630,18 @@ fn check_parsed(members: &[Member], parsed: &AccessPackageAssignment) -> Result<
     let as_json: Value = serde_json::from_slice(&written)
         .map_err(|e| TestCaseError::fail(format!("written JSON is invalid: {e}")))?;
     prop_assert_eq!(as_json["@odata.type"].as_str(), Some(ODATA_TYPE));
+    // The date-time as Graph writes it: the text the oracle gives.
+    let sent_date = members
+        .iter()
+        .rev()
+        .find(|m| m.key == "expiredDateTime")
+        .and_then(|m| m.value.as_ref().ok()?.as_str());
+    if let Some(expected) = sent_date.and_then(expected_date) {
+        prop_assert_eq!(
+            as_json["expiredDateTime"].as_str(),
+            Some(expected.graph.as_str())
+        );
+    }
     let reparsed = parse_assignment(&written).map_err(|e| {
         TestCaseError::fail(format!(
             "the written JSON does not parse back: {e}\n{}",
@@ -538,8 +817,15 @@ fn comparison() -> impl Strategy<Value = Expr> {
                         Property::ExpiredDateTime => {
                             let ok =
                                 !date.contains(|c: char| c.is_whitespace() || "()'".contains(c));
-                            let parsed = DateTimeOffset::parse(&date).ok().filter(|_| ok);
-                            (date.clone(), parsed.map(Literal::DateTime))
+                            // The value the oracle works out, not one parsed by
+                            // the code under test.
+                            let value = expected_date(&date).filter(|_| ok).map(|e| {
+                                DateTimeOffset::from_parts(e.seconds, e.nanos, e.offset_minutes)
+                                    .unwrap_or_else(|error| {
+                                        panic!("{date}: {e:?} cannot be built: {error}")
+                                    })
+                            });
+                            (date.clone(), value.map(Literal::DateTime))
                         }
                         _ => (quote(&s), Some(Literal::Text(s.clone()))),
                     }
@@ -706,7 +992,8 @@ proptest! {
         is_extended in prop::option::of(any::<bool>()),
         date in prop::option::of(date_text()),
     ) {
-        let date = date.and_then(|d| DateTimeOffset::parse(&d).ok());
+        // A valid date-time's parts, as the oracle works them out.
+        let date = date.as_deref().and_then(expected_date);
         let message = AccessPackageAssignment {
             id: strings[0].clone(),
             catalog_id: strings[1].clone(),
@@ -716,29 +1003,53 @@ proptest! {
             assignment_status: strings[5].clone(),
             assignment_state: strings[6].clone(),
             is_extended,
-            expired_date_time: date.map(|d| prost_types::Timestamp {
-                seconds: d.seconds(),
-                nanos: d.nanos() as i32,
+            expired_date_time: date.as_ref().map(|d| prost_types::Timestamp {
+                seconds: d.seconds,
+                nanos: d.nanos as i32,
             }),
-            expired_date_time_offset_minutes: date.map(|d| d.offset_minutes()),
+            expired_date_time_offset_minutes: date.as_ref().map(|d| d.offset_minutes),
         };
         let written = write_assignment(&message, None).unwrap();
+        if let Some(date) = &date {
+            let as_json: Value = serde_json::from_slice(&written).unwrap();
+            prop_assert_eq!(as_json["expiredDateTime"].as_str(), Some(date.graph.as_str()));
+        }
         let reparsed = parse_assignment(&written);
         prop_assert_eq!(reparsed.as_ref(), Ok(&message), "{}", String::from_utf8_lossy(&written));
     }
 
-    /// DateTimeOffset::parse never panics, and what it accepts it writes back in
-    /// a form it reads as the same value.
+    /// DateTimeOffset::parse accepts exactly the date-times the calendar allows,
+    /// keeps the instant and the offset they name, and writes them as Graph does;
+    /// each checked against the oracle, worked out from the generated parts (and,
+    /// for texts not built from parts, from the text's own parts). Never a panic.
     #[test]
-    fn date_times_parse_and_format_consistently(text in date_text()) {
-        if let Ok(value) = DateTimeOffset::parse(&text) {
-            let written = value.to_string();
-            prop_assert_eq!(DateTimeOffset::parse(&written), Ok(value), "{} -> {}", text, written);
-            // As ODataLib writes it: Z for UTC, no trailing zeros.
-            prop_assert!(written.ends_with('Z') == (value.offset_minutes() == 0), "{}", written);
-            if let Some((_, fraction)) = written.split_once('.') {
-                let digits: String = fraction.chars().take_while(char::is_ascii_digit).collect();
-                prop_assert!(!digits.is_empty() && !digits.ends_with('0'), "{}", written);
+    fn date_times_parse_to_the_instant_offset_and_text_the_calendar_gives(
+        parts in date_parts(),
+        unstructured in unstructured_date_text(),
+    ) {
+        let text = parts.text();
+        let expected = parts.expected();
+        // The oracle's two routes agree: from the parts, and from the text.
+        prop_assert_eq!(&expected_date(&text), &expected, "{}", text);
+        let cases = [
+            (text.clone(), expected),
+            (unstructured.clone(), expected_date(&unstructured)),
+        ];
+        for (text, expected) in cases {
+            let parsed = DateTimeOffset::parse(&text);
+            match expected {
+                None => prop_assert!(parsed.is_err(), "{:?} was accepted as {:?}", text, parsed),
+                Some(expected) => {
+                    let Ok(value) = parsed else {
+                        return Err(TestCaseError::fail(format!(
+                            "{text:?} was refused: {parsed:?}; expected {expected:?}"
+                        )));
+                    };
+                    prop_assert_eq!(value.seconds(), expected.seconds, "{}", text);
+                    prop_assert_eq!(value.nanos(), expected.nanos, "{}", text);
+                    prop_assert_eq!(value.offset_minutes(), expected.offset_minutes, "{}", text);
+                    prop_assert_eq!(value.to_string(), expected.graph, "{}", text);
+                }
             }
         }
     }
@@ -806,7 +1117,10 @@ fn the_generators_reach_valid_inputs() {
     let mut runner = TestRunner::deterministic();
     let draws = 1_000;
     let (mut bodies_ok, mut filters_valid, mut filters_ok) = (0, 0, 0);
+    let mut dates_valid = 0;
     for _ in 0..draws {
+        let parts = date_parts().new_tree(&mut runner).unwrap().current();
+        dates_valid += usize::from(parts.expected().is_some());
         let (_, text) = body().new_tree(&mut runner).unwrap().current();
         bodies_ok += usize::from(parse_assignment(text.as_bytes()).is_ok());
         let expr = expr().new_tree(&mut runner).unwrap().current();
@@ -821,7 +1135,12 @@ fn the_generators_reach_valid_inputs() {
         filters_ok += usize::from(filter::parse(&text).is_ok());
     }
     eprintln!(
-        "of {draws}: {bodies_ok} bodies parse; {filters_valid} filters valid by construction, {filters_ok} parse"
+        "of {draws}: {bodies_ok} bodies parse; {filters_valid} filters valid by construction, \
+         {filters_ok} parse; {dates_valid} generated date-times valid"
+    );
+    assert!(
+        dates_valid * 10 >= draws,
+        "{dates_valid} of {draws} generated date-times are valid"
     );
     assert!(
         bodies_ok * 10 >= draws,
@@ -832,4 +1151,124 @@ fn the_generators_reach_valid_inputs() {
         "{filters_valid} of {draws} filters are valid"
     );
     assert!(filters_ok >= filters_valid);
+}
+
+/// The date-time oracle knows the calendar: instants (from `date -u +%s`), leap
+/// years, the range, offsets, and how Graph writes a value, all written out here.
+#[test]
+fn the_date_oracle_agrees_with_known_dates() {
+    let valid = [
+        // text, seconds, nanos, offset, as Graph writes it
+        (
+            "2017-01-01T00:03:03.9221806+03:00",
+            1_483_218_183,
+            922_180_600,
+            180,
+            "2017-01-01T00:03:03.9221806+03:00",
+        ),
+        ("1970-01-01T00:00:00Z", 0, 0, 0, "1970-01-01T00:00:00Z"),
+        (
+            "1969-12-31T23:59:59.5z",
+            -1,
+            500_000_000,
+            0,
+            "1969-12-31T23:59:59.5Z",
+        ),
+        (
+            "2000-03-01t00:00:00Z",
+            951_868_800,
+            0,
+            0,
+            "2000-03-01T00:00:00Z",
+        ),
+        (
+            "2024-02-29T12:00:00-05:30",
+            1_709_227_800,
+            0,
+            -330,
+            "2024-02-29T12:00:00-05:30",
+        ),
+        (
+            "2000-02-29T00:00:00.1200000-00:00",
+            951_782_400,
+            120_000_000,
+            0,
+            "2000-02-29T00:00:00.12Z",
+        ),
+        (
+            "0001-01-01T00:00:00Z",
+            -62_135_596_800,
+            0,
+            0,
+            "0001-01-01T00:00:00Z",
+        ),
+        (
+            "0001-01-01T14:00:00+14:00",
+            -62_135_596_800,
+            0,
+            840,
+            "0001-01-01T14:00:00+14:00",
+        ),
+        (
+            "9999-12-31T23:59:59.9999999Z",
+            253_402_300_799,
+            999_999_900,
+            0,
+            "9999-12-31T23:59:59.9999999Z",
+        ),
+        (
+            "9999-12-31T09:59:59-14:00",
+            253_402_300_799,
+            0,
+            -840,
+            "9999-12-31T09:59:59-14:00",
+        ),
+        (
+            "2021-05-01T10:00:00.000000+00:00",
+            1_619_863_200,
+            0,
+            0,
+            "2021-05-01T10:00:00Z",
+        ),
+    ];
+    for (text, seconds, nanos, offset_minutes, graph) in valid {
+        assert_eq!(
+            expected_date(text),
+            Some(ExpectedDate {
+                seconds,
+                nanos,
+                offset_minutes,
+                graph: graph.to_owned()
+            }),
+            "{text}"
+        );
+    }
+    for text in [
+        "1900-02-29T00:00:00Z",
+        "2100-02-29T00:00:00Z",
+        "2023-02-29T00:00:00Z",
+        "2023-04-31T00:00:00Z",
+        "2023-00-01T00:00:00Z",
+        "2023-13-01T00:00:00Z",
+        "2023-01-00T00:00:00Z",
+        "2023-01-01T24:00:00Z",
+        "2023-01-01T23:60:00Z",
+        "2023-01-01T23:59:60Z",
+        "0000-12-31T23:00:00Z",
+        "0001-01-01T00:30:00+01:00",
+        "9999-12-31T23:00:00-01:00",
+        "2023-01-01T00:00:00",
+        "2023-01-01 00:00:00Z",
+        "2023-01-01T00:00:00.Z",
+        "2023-01-01T00:00:00.12345678Z",
+        "2023-01-01T00:00:00+14:01",
+        "2023-01-01T00:00:00+03:60",
+        "2023-01-01T00:00:00+0300",
+        "2023-01-01T00:00:00ZZ",
+        "２023-01-01T00:00:00Z",
+        "2023-1-01T00:00:00Z",
+        "",
+    ] {
+        assert_eq!(expected_date(text), None, "{text}");
+    }
 }

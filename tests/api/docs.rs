@@ -869,12 +869,97 @@ async fn metadata_says_not_nullable_for_the_key_and_what_a_create_requires() {
                 && n.attribute("Name") == Some("accessPackageAssignment")
         })
         .unwrap();
-    let not_nullable: BTreeSet<String> = entity
+    let mut not_nullable: BTreeSet<String> = entity
         .children()
         .filter(|n| n.has_tag_name((EDM, "Property")) && n.attribute("Nullable") == Some("false"))
         .map(|p| p.attribute("Name").unwrap().to_owned())
-        .filter(|name| name != "id")
         .collect();
+    // The key: declared as the key, and not nullable (a create need not send it).
+    let key: Vec<&str> = entity
+        .descendants()
+        .filter(|n| n.has_tag_name((EDM, "PropertyRef")))
+        .filter_map(|r| r.attribute("Name"))
+        .collect();
+    assert_eq!(key, ["id"]);
+    assert!(not_nullable.remove("id"), "the key id is not nullable");
+    // The rest: exactly what a create is refused without.
     assert_eq!(not_nullable, required_by_the_service(&app).await);
     assert!(!not_nullable.is_empty());
+}
+
+/// The entity type's properties, written out here (not taken from the library):
+/// name, EDM type, nullable. In this order, each once, and nothing else.
+const ASSIGNMENT_PROPERTIES: [(&str, &str, bool); 9] = [
+    ("id", "Edm.String", false),
+    ("catalogId", "Edm.String", true),
+    ("accessPackageId", "Edm.String", false),
+    ("assignmentPolicyId", "Edm.String", false),
+    ("targetId", "Edm.String", false),
+    ("assignmentStatus", "Edm.String", true),
+    ("assignmentState", "Edm.String", true),
+    ("isExtended", "Edm.Boolean", true),
+    ("expiredDateTime", "Edm.DateTimeOffset", true),
+];
+
+/// `GET /beta/$metadata`, read as XML: the one EntityType
+/// microsoft.graph.accessPackageAssignment declares exactly the properties of
+/// the table, each once, in its order, with its type and nullability (a missing
+/// `Nullable` means nullable, as CSDL says), and `id` as its only key.
+#[tokio::test]
+async fn metadata_declares_each_assignment_property_once_in_order_with_its_type() {
+    let app = TestApp::spawn().await;
+    let xml = metadata(&app, "/beta").await;
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let schemas: Vec<_> = doc
+        .descendants()
+        .filter(|n| {
+            n.has_tag_name((EDM, "Schema")) && n.attribute("Namespace") == Some("microsoft.graph")
+        })
+        .collect();
+    assert_eq!(schemas.len(), 1, "one microsoft.graph schema");
+    let entities: Vec<_> = schemas[0]
+        .children()
+        .filter(|n| {
+            n.has_tag_name((EDM, "EntityType"))
+                && n.attribute("Name") == Some("accessPackageAssignment")
+        })
+        .collect();
+    assert_eq!(entities.len(), 1, "one EntityType accessPackageAssignment");
+    let entity = entities[0];
+
+    let declared: Vec<(String, String, bool)> = entity
+        .children()
+        .filter(|n| n.has_tag_name((EDM, "Property")))
+        .map(|p| {
+            let nullable = match p.attribute("Nullable") {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(other) => panic!("Nullable=\"{other}\""),
+            };
+            (
+                p.attribute("Name").expect("a Name").to_owned(),
+                p.attribute("Type").expect("a Type").to_owned(),
+                nullable,
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, bool)> = ASSIGNMENT_PROPERTIES
+        .iter()
+        .map(|&(name, edm_type, nullable)| (name.to_owned(), edm_type.to_owned(), nullable))
+        .collect();
+    assert_eq!(declared, expected, "{xml}");
+    let keys: Vec<_> = entity
+        .children()
+        .filter(|n| n.has_tag_name((EDM, "Key")))
+        .collect();
+    assert_eq!(keys.len(), 1, "one Key");
+    let key: Vec<&str> = keys[0]
+        .children()
+        .filter(|n| n.is_element())
+        .map(|r| {
+            assert!(r.has_tag_name((EDM, "PropertyRef")), "{r:?}");
+            r.attribute("Name").expect("a PropertyRef Name")
+        })
+        .collect();
+    assert_eq!(key, ["id"]);
 }

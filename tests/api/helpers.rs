@@ -24,6 +24,11 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
+#[path = "../common/postgres.rs"]
+mod postgres_db;
+
+use postgres_db::TestDatabase;
+
 pub const COLLECTION: &str = "/identityGovernance/entitlementManagement/accessPackageAssignments";
 
 /// The real binary, for tests that run it as a process.
@@ -53,13 +58,14 @@ pub struct TestApp {
     /// The admin listener: /metrics, /healthz, /readyz.
     pub admin_base: String,
     pub data_dir: Arc<TempDir>,
-    /// The database, when not SQLite in the data dir.
-    pub database_url: Option<String>,
     pub http: reqwest::Client,
     /// A token with EntitlementManagement.ReadWrite.All.
     pub token: String,
     stop: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
+    /// The PostgreSQL database, when not SQLite in the data dir; dropped with the
+    /// app (last: after the app's task is let go).
+    database: Option<TestDatabase>,
 }
 
 impl TestApp {
@@ -69,10 +75,10 @@ impl TestApp {
     }
 
     /// Stops the app and starts it again on the same data dir and database.
-    pub async fn restart(self) -> Self {
-        let database_url = self.database_url.clone();
+    pub async fn restart(mut self) -> Self {
+        let database = self.database.take();
         let data_dir = self.stop().await;
-        Self::start(data_dir, database_url, |_| {}).await
+        Self::start(data_dir, database, |_| {}).await
     }
 
     /// Starts the app on `data_dir` with settings changed by `configure`.
@@ -85,11 +91,11 @@ impl TestApp {
 
     async fn start(
         data_dir: Arc<TempDir>,
-        database_url: Option<String>,
+        database: Option<TestDatabase>,
         configure: impl FnOnce(&mut ServeArgs),
     ) -> Self {
         let mut config = serve_args(Role::All, data_dir.path(), &[]);
-        config.database_url = database_url.clone();
+        config.database_url = database.as_ref().map(|d| d.url().to_owned());
         configure(&mut config);
         let listeners = Listeners {
             http: Some(entitlement_gateway::listen(config.http_addr).unwrap()),
@@ -119,7 +125,6 @@ impl TestApp {
             grpc_base,
             admin_base,
             data_dir,
-            database_url,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -127,6 +132,7 @@ impl TestApp {
             token: String::new(),
             stop,
             task,
+            database,
         };
         app.token = app.mint(&[READ_WRITE_ALL]);
         app
@@ -213,29 +219,21 @@ impl TestApp {
 
 /// The database of a new app: SQLite in its data dir (`None`), unless
 /// `ENTITLEMENT_GATEWAY_TEST_BACKEND=postgres`, which runs every app on a new
-/// PostgreSQL database made with the admin URL `ENTITLEMENT_GATEWAY_TEST_POSTGRES`
-/// (default `postgres://postgres@127.0.0.1:5432/test`). The databases are named
-/// `eg_test_*`; `.ci/run` drops them after the run.
-pub async fn new_database() -> Option<String> {
-    use sqlx::Connection as _;
+/// PostgreSQL database (`eg_test_*`) made with the admin URL
+/// `ENTITLEMENT_GATEWAY_TEST_POSTGRES` (default
+/// `postgres://postgres@127.0.0.1:5432/postgres`), and dropped when the app is
+/// (see `common/postgres.rs`). An unreachable server fails the test; with
+/// `ENTITLEMENT_GATEWAY_SKIP_POSTGRES=1` the app runs on SQLite instead, and the
+/// test says on stderr that it did not run on PostgreSQL.
+pub async fn new_database() -> Option<TestDatabase> {
     if std::env::var("ENTITLEMENT_GATEWAY_TEST_BACKEND").as_deref() != Ok("postgres") {
         return None;
     }
-    let admin = std::env::var("ENTITLEMENT_GATEWAY_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let mut connection = sqlx::PgConnection::connect(&admin)
-        .await
-        .expect("ENTITLEMENT_GATEWAY_TEST_BACKEND=postgres needs a reachable PostgreSQL");
-    let name = format!("eg_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!(
-        "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"
-    ))
-    .execute(&mut connection)
-    .await
-    .expect("CREATE DATABASE");
-    let base = admin.split('?').next().unwrap_or_default();
-    let (server, _) = base.rsplit_once('/').expect("an admin URL with a database");
-    Some(format!("{server}/{name}"))
+    if postgres_db::opted_out() {
+        postgres_db::report_not_run(" on PostgreSQL", "its app runs on SQLite instead");
+        return None;
+    }
+    Some(TestDatabase::create().await)
 }
 
 /// The settings of a process with this role, on 127.0.0.1 port 0.

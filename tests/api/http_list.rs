@@ -147,6 +147,8 @@ async fn filters_on_every_property_and_orders_by_expiry() {
     let (package, created) = seed(&app, 6, |i| {
         json!({
             "assignmentState": if i % 2 == 0 { "Delivered" } else { "Expired" },
+            "assignmentStatus": if i < 4 { json!("Delivered") } else { Value::Null },
+            "assignmentPolicyId": if i == 4 { "policy-b" } else { "policy" },
             "isExtended": i % 3 == 0,
             "catalogId": if i < 2 { Value::Null } else { json!("cat") },
             "expiredDateTime": if i == 5 { Value::Null } else { json!(format!("2030-01-0{}T00:00:00+01:00", i + 1)) },
@@ -163,6 +165,37 @@ async fn filters_on_every_property_and_orders_by_expiry() {
     };
     let p = format!("accessPackage/id eq '{package}'");
     let count = |v: Vec<String>| v.len();
+    // The ids of `created` at these indexes, sorted (the list's default order is
+    // by id).
+    let of = |indexes: &[usize]| {
+        let mut ids: Vec<String> = indexes.iter().map(|&i| created[i].clone()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        list(format!("accessPackageId eq '{package}'"), "").await,
+        of(&[0, 1, 2, 3, 4, 5])
+    );
+    assert_eq!(
+        list(format!("{p} and assignmentStatus eq 'Delivered'"), "").await,
+        of(&[0, 1, 2, 3])
+    );
+    assert_eq!(
+        list(format!("{p} and assignmentStatus eq null"), "").await,
+        of(&[4, 5])
+    );
+    assert_eq!(
+        list(format!("{p} and assignmentPolicyId eq 'policy-b'"), "").await,
+        of(&[4])
+    );
+    assert_eq!(
+        list(
+            format!("{p} and accessPackageAssignmentPolicy/id ne 'policy-b'"),
+            ""
+        )
+        .await,
+        of(&[0, 1, 2, 3, 5])
+    );
     assert_eq!(
         count(list(format!("{p} and assignmentState eq 'Delivered'"), "").await),
         3
@@ -225,57 +258,175 @@ async fn filters_on_every_property_and_orders_by_expiry() {
     assert_eq!(ascending.first(), Some(&created[5]), "unset first");
 }
 
-#[tokio::test]
+/// A walk of `$top=4` pages while spawned tasks create and delete assignments of
+/// the same set: before each page, the walker and every writer meet, then the
+/// page's GET and each writer's POST or DELETE are sent at once, so every page is
+/// read while writes land. Whatever existed for the whole walk is seen exactly
+/// once, nothing is seen twice, and nothing outside the set is seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paging_is_stable_under_concurrent_creates_and_deletes() {
+    use std::sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    };
+    use tokio::sync::Barrier;
+
+    /// Creates by each creator, at most one a page.
+    const CREATES_EACH: usize = 10;
+    const CREATORS: usize = 2;
+
     let app = TestApp::spawn().await;
     let (package, base) = seed(&app, 30, |_| json!({})).await;
+    // Deleted during the walk, one a page, spread over the id order.
+    let victims: Vec<String> = (0..10)
+        .map(|k| base[(k * 7) % base.len()].clone())
+        .collect();
+    let collection = app.url(&format!("/beta{COLLECTION}"));
+
+    // The walker and the writers meet before each page; `done` lets the writers go.
+    let barrier = Arc::new(Barrier::new(CREATORS + 2));
+    let done = Arc::new(AtomicBool::new(false));
+    let walking = Arc::new(AtomicBool::new(false));
+    // Writes answered while the walk was in progress.
+    let landed_during_walk = Arc::new(AtomicUsize::new(0));
+    let created = Arc::new(Mutex::new(Vec::<String>::new()));
+    // Victims whose DELETE was sent (they may not exist for the whole walk).
+    let delete_sent = Arc::new(Mutex::new(HashSet::<String>::new()));
+
+    // The walker's side of the meeting; a writer that failed never comes.
+    let meet = |barrier: Arc<Barrier>| async move {
+        tokio::time::timeout(std::time::Duration::from_secs(30), barrier.wait())
+            .await
+            .expect("the writers come to the barrier (one failed if not: see its panic)");
+    };
+
+    let mut writers = Vec::new();
+    for creator in 0..CREATORS {
+        let (http, token, url) = (app.http.clone(), app.token.clone(), collection.clone());
+        let (barrier, done, walking, landed, created, package) = (
+            barrier.clone(),
+            done.clone(),
+            walking.clone(),
+            landed_during_walk.clone(),
+            created.clone(),
+            package.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            let mut left = CREATES_EACH;
+            loop {
+                barrier.wait().await;
+                if done.load(Ordering::SeqCst) {
+                    return;
+                }
+                if left == 0 {
+                    continue;
+                }
+                left -= 1;
+                let body = json!({"accessPackageId": package, "assignmentPolicyId": "policy",
+                    "targetId": format!("late-{creator}-{left}")});
+                let response = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status().as_u16(), 201, "a create during the walk");
+                let id = response.json::<Value>().await.unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                if walking.load(Ordering::SeqCst) {
+                    landed.fetch_add(1, Ordering::SeqCst);
+                }
+                created.lock().unwrap().push(id);
+            }
+        }));
+    }
+    {
+        let (http, token, url) = (app.http.clone(), app.token.clone(), collection.clone());
+        let (barrier, done, walking, landed, sent, victims) = (
+            barrier.clone(),
+            done.clone(),
+            walking.clone(),
+            landed_during_walk.clone(),
+            delete_sent.clone(),
+            victims.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            let mut victims = victims.into_iter();
+            loop {
+                barrier.wait().await;
+                if done.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Some(victim) = victims.next() else {
+                    continue;
+                };
+                sent.lock().unwrap().insert(victim.clone());
+                let response = http
+                    .delete(format!("{url}/{victim}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status().as_u16(), 204, "a delete during the walk");
+                if walking.load(Ordering::SeqCst) {
+                    landed.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }));
+    }
+
     let filter = urlencode(&format!("accessPackageId eq '{package}'"));
-    let mut next = Some(app.url(&format!("/beta{COLLECTION}?$filter={filter}&$top=4")));
+    let mut next = Some(format!("{collection}?$filter={filter}&$top=4"));
     let mut seen = Vec::new();
-    let mut deleted = HashSet::new();
-    let mut round = 0;
+    let mut pages = 0;
+    walking.store(true, Ordering::SeqCst);
     while let Some(url) = next {
-        assert!(round < 100, "the walk does not end");
+        assert!(pages < 100, "the walk does not end");
+        // Every writer is ready: the GET and the writes go out together.
+        meet(barrier.clone()).await;
         let page = get_json(&app, &url).await;
         seen.extend(ids(page["value"].as_array().unwrap()));
         next = page["@odata.nextLink"].as_str().map(str::to_owned);
-        // Between pages: new assignments in the same set, and some deleted.
-        seed_into(&app, &package, 3).await;
-        let victim = &base[(round * 7) % base.len()];
-        if deleted.insert(victim.clone()) {
-            let response = app
-                .http
-                .delete(app.url(&format!("/beta{COLLECTION}/{victim}")))
-                .bearer_auth(&app.token)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status().as_u16(), 204);
-        }
-        round += 1;
+        pages += 1;
     }
+    walking.store(false, Ordering::SeqCst);
+    // Release the writers from the barrier they wait at, and let them end.
+    done.store(true, Ordering::SeqCst);
+    meet(barrier.clone()).await;
+    for writer in writers {
+        writer.await.expect("a writer failed");
+    }
+
+    let landed = landed_during_walk.load(Ordering::SeqCst);
+    let created = created.lock().unwrap().clone();
+    let delete_sent = delete_sent.lock().unwrap().clone();
+    assert!(
+        pages >= 5 && landed >= 10,
+        "the writes ran with the walk: {pages} pages, {landed} writes landed during it"
+    );
     let unique: HashSet<&String> = seen.iter().collect();
-    assert_eq!(unique.len(), seen.len(), "nothing seen twice");
-    for id in base.iter().filter(|id| !deleted.contains(*id)) {
+    assert_eq!(unique.len(), seen.len(), "nothing seen twice: {seen:?}");
+    for id in base.iter().filter(|id| !delete_sent.contains(*id)) {
         assert!(
             unique.contains(id),
             "{id} existed for the whole walk but was not seen"
         );
     }
-}
-
-async fn seed_into(app: &TestApp, package: &str, n: usize) {
-    for _ in 0..n {
-        let body =
-            json!({"accessPackageId": package, "assignmentPolicyId": "policy", "targetId": "late"});
-        assert_eq!(
-            app.post_assignment("/beta", body.to_string())
-                .await
-                .status()
-                .as_u16(),
-            201
-        );
+    let known: HashSet<&String> = base.iter().chain(&created).collect();
+    for id in &seen {
+        assert!(known.contains(id), "{id} is not of this set");
     }
+    eprintln!(
+        "paging: {pages} pages, {} seen; {} created and {} deleted concurrently ({landed} \
+         answered during the walk)",
+        seen.len(),
+        created.len(),
+        delete_sent.len()
+    );
 }
 
 #[tokio::test]
@@ -291,29 +442,39 @@ async fn bad_query_options_are_400_naming_the_option() {
     let next = first["@odata.nextLink"].as_str().unwrap().to_owned();
     let token = next.split("$skiptoken=").nth(1).unwrap().to_owned();
 
+    // The query, the option its message must name, and what else it must say.
     let cases = [
-        ("$expand=accessPackage".to_owned(), "$expand"),
-        ("$search=x".to_owned(), "$search"),
-        ("$top=abc".to_owned(), "$top"),
-        ("$top=0".to_owned(), "$top"),
-        ("$top=1000".to_owned(), "$top"),
-        ("$top=-1".to_owned(), "$top"),
-        ("$top=1&$top=2".to_owned(), "more than once"),
-        ("$count=maybe".to_owned(), "$count"),
-        ("$select=manager".to_owned(), "manager"),
-        ("$orderby=targetId".to_owned(), "$orderby"),
-        ("$filter=targetId%20eq".to_owned(), "$filter"),
-        ("$filter=startswith(targetId,'a')".to_owned(), "startswith"),
-        ("$filter=foo%20eq%201".to_owned(), "'foo'"),
-        ("$skiptoken=forged".to_owned(), "$skiptoken"),
-        (format!("$skiptoken={token}x"), "$skiptoken"),
+        (
+            "$expand=accessPackage".to_owned(),
+            "$expand",
+            "not supported",
+        ),
+        ("$search=x".to_owned(), "$search", "not supported"),
+        ("$top=abc".to_owned(), "$top", "'abc'"),
+        ("$top=0".to_owned(), "$top", "1 to 999"),
+        ("$top=1000".to_owned(), "$top", "1 to 999"),
+        ("$top=-1".to_owned(), "$top", "1 to 999"),
+        ("$top=1&$top=2".to_owned(), "$top", "more than once"),
+        ("$count=maybe".to_owned(), "$count", "'maybe'"),
+        ("$select=manager".to_owned(), "$select", "'manager'"),
+        ("$orderby=targetId".to_owned(), "$orderby", "'targetId'"),
+        ("$filter=targetId%20eq".to_owned(), "$filter", "targetId"),
+        (
+            "$filter=startswith(targetId,'a')".to_owned(),
+            "$filter",
+            "startswith",
+        ),
+        ("$filter=foo%20eq%201".to_owned(), "$filter", "'foo'"),
+        ("$skiptoken=forged".to_owned(), "$skiptoken", "not valid"),
+        (format!("$skiptoken={token}x"), "$skiptoken", "not valid"),
         // A token is bound to its query: reusing it with another filter is refused.
         (
             format!("$filter=targetId%20eq%20'x'&$skiptoken={token}"),
             "$skiptoken",
+            "not a page token of this query",
         ),
     ];
-    for (query, needle) in cases {
+    for (query, option, needle) in cases {
         let response = app
             .http
             .get(app.url(&format!("/beta{COLLECTION}?{query}")))
@@ -322,6 +483,10 @@ async fn bad_query_options_are_400_naming_the_option() {
             .await
             .unwrap();
         let message = assert_graph_error(response, 400, "BadRequest").await;
+        assert!(
+            message.contains(option),
+            "{query} -> {message}: the option is not named"
+        );
         assert!(message.contains(needle), "{query} -> {message}");
     }
     // The genuine link still works.
