@@ -169,6 +169,147 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
+    /// PEM certificate (chain) for TLS on the HTTP and gRPC ports, with --tls-key; plaintext is then refused on them. Re-read on SIGHUP and when the file changes.
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM certificate (chain) for the gRPC port instead of --tls-cert, with --grpc-tls-key.
+    #[arg(
+        long,
+        env = "ENTITLEMENT_GATEWAY_GRPC_TLS_CERT",
+        requires = "grpc_tls_key"
+    )]
+    pub grpc_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --grpc-tls-cert.
+    #[arg(
+        long,
+        env = "ENTITLEMENT_GATEWAY_GRPC_TLS_KEY",
+        requires = "grpc_tls_cert"
+    )]
+    pub grpc_tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s): the gRPC port then requires client certificates signed by one (mutual TLS). Needs TLS on the gRPC port.
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// PEM CA certificate(s) that https:// upstreams are verified against (default: the system's roots).
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// PEM client certificate the gateway presents to https:// upstreams, with --upstream-client-key.
+    #[arg(
+        long,
+        env = "ENTITLEMENT_GATEWAY_UPSTREAM_CLIENT_CERT",
+        requires = "upstream_client_key"
+    )]
+    pub upstream_client_cert: Option<PathBuf>,
+
+    /// PEM private key of --upstream-client-cert.
+    #[arg(
+        long,
+        env = "ENTITLEMENT_GATEWAY_UPSTREAM_CLIENT_KEY",
+        requires = "upstream_client_cert"
+    )]
+    pub upstream_client_key: Option<PathBuf>,
+
+    /// Public base URL of the HTTP API, e.g. https://api.example.com or https://example.com/entitlement: the scheme, host and path prefix of every absolute URL written (Location, @odata.context, @odata.nextLink, OpenAPI servers).
+    #[arg(long, env = "ENTITLEMENT_GATEWAY_PUBLIC_URL")]
+    pub public_url: Option<PublicUrl>,
+
+    /// Proxy (an address or a CIDR, e.g. 10.0.0.0/8) whose Forwarded and X-Forwarded-Proto/-Host headers are trusted; repeat (or comma-separate) for several. Those of anyone else are ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "ENTITLEMENT_GATEWAY_TRUSTED_PROXY",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<TrustedProxy>,
+}
+
+/// How the gateway calls `https://` upstreams.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamTls {
+    /// The CA certificates upstreams are verified against; the system's roots when none.
+    pub ca: Option<PathBuf>,
+    /// The client certificate and key to present.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// The public base URL of the HTTP API: `scheme://host[:port]` and a path prefix
+/// (empty, or starting with `/`, without a trailing one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `host[:port]`.
+    pub authority: String,
+    /// `""` or `/prefix`.
+    pub path: String,
+}
+
+impl PublicUrl {
+    /// `scheme://authority` followed by the path prefix: what every URL written starts with.
+    pub fn base(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.authority, self.path)
+    }
+}
+
+impl std::str::FromStr for PublicUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let uri: http::Uri = text
+            .parse()
+            .map_err(|e| format!("not a URL ({e}): use e.g. https://api.example.com"))?;
+        let scheme = match uri.scheme_str() {
+            Some(scheme @ ("http" | "https")) => scheme.to_owned(),
+            _ => return Err("the URL must start with https:// or http://".to_owned()),
+        };
+        let authority = uri
+            .authority()
+            .ok_or("the URL has no host")?
+            .as_str()
+            .to_owned();
+        if authority.contains('@') {
+            return Err("the URL must not hold user information".to_owned());
+        }
+        if uri.query().is_some() || text.contains('#') {
+            return Err("the URL must have no query or fragment".to_owned());
+        }
+        let path = uri.path().trim_end_matches('/').to_owned();
+        Ok(Self {
+            scheme,
+            authority,
+            path,
+        })
+    }
+}
+
+/// A proxy whose forwarding headers are trusted: an address or a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrustedProxy(pub ipnet::IpNet);
+
+impl TrustedProxy {
+    /// Whether `peer` is this proxy (or in its network).
+    pub fn contains(&self, peer: std::net::IpAddr) -> bool {
+        self.0.contains(&peer)
+    }
+}
+
+impl std::str::FromStr for TrustedProxy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        text.parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map(Self)
+            .map_err(|_| format!("'{text}' is neither an IP address nor a CIDR network"))
+    }
 }
 
 /// A listening address that can be turned off with an empty value.
@@ -202,6 +343,59 @@ pub enum Switch {
 }
 
 impl ServeArgs {
+    /// The TLS of the HTTP port and of the gRPC port, each read from its files; `None`
+    /// for a plaintext port.
+    ///
+    /// # Errors
+    /// When a file cannot be read or holds no usable certificate or key (the message
+    /// names it), or `--tls-client-ca` is given without TLS on the gRPC port.
+    pub(crate) fn server_tls(&self) -> anyhow::Result<crate::tls::PortsTls> {
+        use crate::tls::{GRPC_ALPN, HTTP_ALPN, ServerTls, TlsFiles};
+        let pair = |cert: &Option<PathBuf>, key: &Option<PathBuf>| cert.clone().zip(key.clone());
+        let http = pair(&self.tls_cert, &self.tls_key);
+        let grpc = pair(&self.grpc_tls_cert, &self.grpc_tls_key).or_else(|| http.clone());
+        anyhow::ensure!(
+            self.tls_client_ca.is_none() || grpc.is_some(),
+            "--tls-client-ca needs TLS on the gRPC port (--tls-cert or --grpc-tls-cert)"
+        );
+        let http = match http {
+            Some((cert, key)) if self.role.serves_http() => Some(ServerTls::load(
+                "HTTP",
+                TlsFiles {
+                    cert,
+                    key,
+                    client_ca: None,
+                    alpn: HTTP_ALPN,
+                },
+            )?),
+            _ => None,
+        };
+        let grpc = match grpc {
+            Some((cert, key)) if self.role.serves_grpc() => Some(ServerTls::load(
+                "gRPC",
+                TlsFiles {
+                    cert,
+                    key,
+                    client_ca: self.tls_client_ca.clone(),
+                    alpn: GRPC_ALPN,
+                },
+            )?),
+            _ => None,
+        };
+        Ok(crate::tls::PortsTls { http, grpc })
+    }
+
+    /// How the gateway calls `https://` upstreams.
+    pub(crate) fn upstream_tls(&self) -> UpstreamTls {
+        UpstreamTls {
+            ca: self.upstream_ca.clone(),
+            identity: self
+                .upstream_client_cert
+                .clone()
+                .zip(self.upstream_client_key.clone()),
+        }
+    }
+
     /// Whether spans are exported as traces (`--otlp-endpoint`).
     pub fn traced(&self) -> bool {
         self.otlp_endpoint.is_some()

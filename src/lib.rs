@@ -35,13 +35,14 @@ pub(crate) mod paging;
 pub mod proto;
 pub(crate) mod service;
 pub mod storage;
+pub(crate) mod tls;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use futures_util::{TryFutureExt as _, future};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio_stream::{StreamExt as _, wrappers::TcpListenerStream};
+use tokio_util::sync::CancellationToken;
 use tonic::{
     server::NamedService,
     service::{Routes, RoutesBuilder},
@@ -150,6 +151,20 @@ pub async fn run(
     let (health, health_service) = tonic_health::server::health_reporter();
     let metrics = Metrics::new(&format!("{:?}", config.role).to_lowercase());
 
+    let tls::PortsTls {
+        http: http_tls,
+        grpc: grpc_tls,
+    } = config.server_tls()?;
+    let tls_watch = CancellationToken::new();
+    tls::watch(
+        http_tls.iter().chain(&grpc_tls).cloned().collect(),
+        tls_watch.clone(),
+    );
+    let _stop_watching = tls_watch.drop_guard();
+    if config.role.serves_http() && http_tls.is_none() {
+        warn_if_clear_text(&config);
+    }
+
     let mut store: Option<Arc<dyn Store>> = None;
     let mut grpc: Option<Server> = None;
     // All in one process: the front calls this process's gRPC services in memory.
@@ -172,18 +187,13 @@ pub async fn run(
         health
             .set_serving::<EntitlementManagementServer<GrpcService>>()
             .await;
+        let tls = grpc_tls.clone();
         grpc = Some(Server::spawn(
             "gRPC",
             listener,
             |listener, stop| async move {
-                // Small gRPC frames must not wait for Nagle and delayed ACKs (~40 ms).
-                let incoming = TcpListenerStream::new(listener).map(|accepted| {
-                    accepted.inspect(|stream| {
-                        let _ = stream.set_nodelay(true);
-                    })
-                });
                 server
-                    .serve_with_incoming_shutdown(incoming, stop)
+                    .serve_with_incoming_shutdown(tls::incoming(listener, tls), stop)
                     .await
                     .context("the gRPC server failed")
             },
@@ -194,7 +204,11 @@ pub async fn run(
         Some(match in_process.take() {
             // All in one process: the front is a gRPC client of this very server.
             Some(server) => upstream::Upstreams::in_process(server),
-            None => upstream::Upstreams::connect(&config.upstreams, config.keepalive())?,
+            None => upstream::Upstreams::connect(
+                &config.upstreams,
+                config.keepalive(),
+                &config.upstream_tls(),
+            )?,
         })
     } else {
         None
@@ -209,17 +223,19 @@ pub async fn run(
         let app = http::router(http::AppState::new(
             upstreams,
             readiness.clone(),
+            http::LinkSettings::new(config.public_url.clone(), config.trusted_proxies.clone()),
             config.request_timeout(),
             metrics.clone(),
             config.cors_origins.clone(),
             config.traced(),
         ));
         let (timeout, keepalive) = (config.request_timeout(), config.keepalive());
+        let tls = http_tls.clone();
         http = Some(Server::spawn(
             "HTTP",
             listener,
             move |listener, stop| async move {
-                http::serve::serve(listener, app, timeout, keepalive, stop).await;
+                http::serve::serve(listener, app, tls, timeout, keepalive, stop).await;
                 Ok(())
             },
         )?);
@@ -281,6 +297,20 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Warns, once, when bearer tokens would cross a network in clear: the HTTP port is
+/// plaintext on a non-loopback address and nothing says a TLS proxy is in front.
+fn warn_if_clear_text(config: &ServeArgs) {
+    let loopback = config.http_addr.ip().is_loopback();
+    if !loopback && config.public_url.is_none() && config.trusted_proxies.is_empty() {
+        tracing::warn!(
+            http.addr = %config.http_addr,
+            "the HTTP port is plaintext on a non-loopback address: bearer tokens will cross the network in clear; \
+             serve TLS (--tls-cert, --tls-key), or put a TLS-terminating proxy in front and say so \
+             (--public-url, --trusted-proxy)"
+        );
+    }
 }
 
 /// The layers around every gRPC service: gRPC-Web for browsers (with CORS when

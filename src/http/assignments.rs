@@ -89,7 +89,9 @@ pub async fn create(
     let collection_path = uri.path().trim_end_matches("/$ref");
     let location = format!(
         "{}{collection_path}/{}",
-        origin(&uri, &headers),
+        state
+            .links
+            .origin(&uri, &headers, context.connection.as_ref()),
         created.id.as_deref().unwrap_or_default()
     );
     let mut response = entity_response(StatusCode::CREATED, &created, None)?;
@@ -131,7 +133,8 @@ pub async fn get(
     // The function's segment with its quotes percent-encoded did not match its
     // own route: it is still the function, not an id.
     if let Some(on) = function_argument(&id) {
-        return list_assignments(&state, metadata, &uri, &headers, current_user(&on)?).await;
+        let scope = current_user(&on)?;
+        return list_assignments(&state, &context, metadata, &uri, &headers, scope).await;
     }
     let options = options(&uri, Accepts::Entity)?;
     let message = GetAssignmentRequest {
@@ -146,7 +149,9 @@ pub async fn get(
 
     let context_url = format!(
         "{}{}/$metadata#accessPackageAssignments{}/$entity",
-        origin(&uri, &headers),
+        state
+            .links
+            .origin(&uri, &headers, context.connection.as_ref()),
         prefix_of(&uri),
         options.select_suffix(),
     );
@@ -180,7 +185,15 @@ pub async fn filter_by_current_user(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let metadata = upstream_metadata(&headers, &context)?;
-    list_assignments(&state, metadata, &uri, &headers, CurrentUserFilter::Target).await
+    list_assignments(
+        &state,
+        &context,
+        metadata,
+        &uri,
+        &headers,
+        CurrentUserFilter::Target,
+    )
+    .await
 }
 
 /// `GET {prefix}/identityGovernance/entitlementManagement/accessPackageAssignments/$count`
@@ -262,6 +275,7 @@ pub async fn list(
     let metadata = upstream_metadata(&headers, &context)?;
     list_assignments(
         &state,
+        &context,
         metadata,
         &uri,
         &headers,
@@ -273,6 +287,7 @@ pub async fn list(
 /// One page of the collection, or of the caller's own part of it.
 async fn list_assignments(
     state: &AppState,
+    context: &RequestContext,
     metadata: MetadataMap,
     uri: &Uri,
     headers: &HeaderMap,
@@ -294,7 +309,9 @@ async fn list_assignments(
         })
         .await?;
 
-    let origin = origin(uri, headers);
+    let origin = state
+        .links
+        .origin(uri, headers, context.connection.as_ref());
     let odata_context = format!(
         "{origin}{}/$metadata#accessPackageAssignments{}",
         prefix_of(uri),
@@ -486,19 +503,4 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     } else {
         Err(ApiError::unsupported_media_type())
     }
-}
-
-/// `http://host` from the request's Host header (HTTP/1.1) or, when it has none,
-/// its `:authority` (HTTP/2 has no Host header); "" (a path-only URL) when it has
-/// neither, or an invalid Host.
-fn origin(uri: &Uri, headers: &HeaderMap) -> String {
-    match headers.get(header::HOST) {
-        Some(host) => host
-            .to_str()
-            .ok()
-            .and_then(|host| host.parse::<axum::http::uri::Authority>().ok()),
-        None => uri.authority().cloned(),
-    }
-    .map(|authority| format!("http://{authority}"))
-    .unwrap_or_default()
 }

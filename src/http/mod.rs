@@ -9,6 +9,7 @@
 mod assignments;
 mod error;
 pub mod graph_json;
+mod links;
 pub(crate) mod metadata;
 pub(crate) mod openapi;
 mod query;
@@ -38,6 +39,7 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 pub use error::ApiError;
+pub(crate) use links::LinkSettings;
 
 use crate::{
     ops::{metrics::Metrics, observe, telemetry},
@@ -83,6 +85,8 @@ pub struct Shared {
     upstreams: Upstreams,
     /// Whether the process is ready, as `/readyz` answers it.
     readiness: crate::ops::health::Readiness,
+    /// Where absolute URLs start.
+    links: links::LinkSettings,
     /// The deadline of each request.
     request_timeout: Duration,
     /// The same deadline as the upstream call's `grpc-timeout`, written once.
@@ -99,6 +103,7 @@ impl AppState {
     pub(crate) fn new(
         upstreams: Upstreams,
         readiness: crate::ops::health::Readiness,
+        links: links::LinkSettings,
         request_timeout: Duration,
         metrics: Arc<Metrics>,
         cors_origins: Vec<String>,
@@ -109,6 +114,7 @@ impl AppState {
         Self(Arc::new(Shared {
             upstreams,
             readiness,
+            links,
             request_timeout,
             grpc_timeout: timed.metadata().get(GRPC_TIMEOUT).cloned(),
             metrics,
@@ -231,6 +237,16 @@ enum Retry {
     Never,
 }
 
+/// The connection a request came on, as the server accepted it (a request
+/// extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connection {
+    /// The peer's address: a client, or a proxy.
+    pub peer: std::net::SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
 /// The ids of one HTTP request, for its response, its logs and its upstream call.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
@@ -240,6 +256,8 @@ pub struct RequestContext {
     pub client_request_id: Option<String>,
     /// The caller's W3C trace context (`traceparent`), passed on upstream.
     pub trace: opentelemetry::Context,
+    /// The connection the request came on.
+    pub connection: Option<Connection>,
 }
 
 impl RequestContext {
@@ -356,6 +374,7 @@ async fn request_context(
         request_id: Uuid::new_v4().to_string(),
         client_request_id,
         trace: telemetry::extract(request.headers()),
+        connection: request.extensions().get::<Connection>().copied(),
     };
     request.extensions_mut().insert(context.clone());
     let method = request.method().clone();

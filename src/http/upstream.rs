@@ -19,7 +19,10 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tonic::{body::Body, transport::Endpoint};
+use tonic::{
+    body::Body,
+    transport::{Certificate, ClientTlsConfig, Endpoint, Identity},
+};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -77,16 +80,27 @@ impl Upstreams {
     ///
     /// # Errors
     /// When there is no URL or one is invalid.
-    pub fn connect(urls: &[String], keepalive: Duration) -> anyhow::Result<Self> {
+    pub fn connect(
+        urls: &[String],
+        keepalive: Duration,
+        tls: &crate::config::UpstreamTls,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(
             !urls.is_empty(),
             "--role gateway needs at least one --upstream URL"
         );
+        let tls_config = client_tls(tls)?;
         let members = urls
             .iter()
             .map(|url| {
-                let endpoint = Endpoint::from_shared(url.clone())
-                    .with_context(|| format!("invalid upstream URL {url:?}"))?
+                let mut endpoint = Endpoint::from_shared(url.clone())
+                    .with_context(|| format!("invalid upstream URL {url:?}"))?;
+                if url.starts_with("https://") {
+                    endpoint = endpoint
+                        .tls_config(tls_config.clone())
+                        .with_context(|| format!("cannot use TLS with {url:?}"))?;
+                }
+                let endpoint = endpoint
                     // A dead upstream must cost a caller little: fail fast.
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true)
@@ -157,6 +171,22 @@ impl Upstreams {
             .iter()
             .any(|m| m.in_rotation.load(Ordering::Relaxed))
     }
+}
+
+/// The TLS of calls to `https://` upstreams: verified against the given CA or the
+/// system's roots, with a client certificate when one is given.
+fn client_tls(tls: &crate::config::UpstreamTls) -> anyhow::Result<ClientTlsConfig> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let mut config = match &tls.ca {
+        Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?)),
+        None => ClientTlsConfig::new().with_native_roots(),
+    };
+    if let Some((cert, key)) = &tls.identity {
+        config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(config)
 }
 
 /// Checks every upstream's health each interval and sets its rotation, until the

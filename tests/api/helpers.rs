@@ -259,6 +259,16 @@ pub fn serve_args(role: Role, data_dir: &std::path::Path, upstreams: &[String]) 
         access_log: Switch::On,
         otlp_endpoint: None,
         cors_origins: Vec::new(),
+        tls_cert: None,
+        tls_key: None,
+        grpc_tls_cert: None,
+        grpc_tls_key: None,
+        tls_client_ca: None,
+        upstream_ca: None,
+        upstream_client_cert: None,
+        upstream_client_key: None,
+        public_url: None,
+        trusted_proxies: Vec::new(),
     }
 }
 
