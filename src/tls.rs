@@ -158,15 +158,16 @@ pub(crate) fn watch(configs: Vec<Arc<ServerTls>>, stop: CancellationToken) {
     if configs.is_empty() {
         return;
     }
+    // Before the task starts: from here on a SIGHUP reloads instead of ending the
+    // process.
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; certificates reload when their files change");
+            None
+        }
+    };
     tokio::spawn(async move {
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            Ok(signal) => Some(signal),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; certificates reload when their files change");
-                None
-            }
-        };
         let mut interval = tokio::time::interval(WATCH_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -149,8 +149,9 @@ impl ApiError {
                 retry_after: Some(retry_after(status)),
                 ..passed(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests")
             },
-            // UNKNOWN is how a connection lost in mid-call shows.
-            Code::Unavailable | Code::Unknown => {
+            // The upstream could not take the call, or its connection was lost under it
+            // (UNKNOWN, or CANCELLED raised by this side's transport).
+            _ if super::instance_lost(status) => {
                 tracing::warn!(grpc.code = ?status.code(), grpc.message = status.message(), "upstream unavailable");
                 Self {
                     retry_after: Some(retry_after(status)),

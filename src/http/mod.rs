@@ -190,7 +190,7 @@ impl AppState {
 /// cancels the calls still waiting on a connection that closed, as when the
 /// instance is killed); a status made from a local error keeps that error as its
 /// source.
-fn instance_lost(status: &tonic::Status) -> bool {
+pub(crate) fn instance_lost(status: &tonic::Status) -> bool {
     match status.code() {
         tonic::Code::Unavailable | tonic::Code::Unknown => true,
         tonic::Code::Cancelled => std::error::Error::source(status).is_some(),

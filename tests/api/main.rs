@@ -15,3 +15,4 @@ mod observability;
 mod odata;
 mod oidc;
 mod roles;
+mod tls;
