@@ -275,7 +275,7 @@ pub fn router(state: AppState) -> Router {
     let cors = cors(&state.cors_origins);
     // Every route, each registered with its OpenAPI operation (see `openapi`):
     // add a route there, not here, so that /openapi.json lists it.
-    openapi::router()
+    openapi::router(state.links.public_url())
         .fallback(|| async { ApiError::from_http_status(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async {
             ApiError::from_http_status(StatusCode::METHOD_NOT_ALLOWED)

@@ -27,6 +27,7 @@ use utoipa::{
         path::{Operation, ParameterBuilder, ParameterIn, PathItem},
         schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, SchemaType, Type},
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+        server::Server,
     },
 };
 use utoipa_axum::{
@@ -39,6 +40,7 @@ use super::{
     metadata::{self, EdmProperty},
 };
 use crate::{
+    config::PublicUrl,
     domain::{Kind, Property},
     service::MAX_PAGE_SIZE,
 };
@@ -55,13 +57,23 @@ pub const SERVICE_TAG: &str = "service";
 const ERROR_RESPONSE: &str = "error";
 
 /// The routes of the HTTP face, all documented, with `/openapi.json` serving the
-/// document built from them.
-pub(super) fn router() -> Router<AppState> {
+/// document built from them; its `servers` is `public_url` (`--public-url`) when
+/// one is set.
+pub(super) fn router(public_url: Option<&PublicUrl>) -> Router<AppState> {
     let (router, document) = documented_routes().split_for_parts();
-    let json = finish(document)
+    let json = with_servers(finish(document), public_url)
         .to_json()
         .expect("the OpenAPI document is plain data and always serializes");
     router.layer(Extension(Document(Bytes::from(json))))
+}
+
+/// The document with `servers` naming the public base URL, when there is one;
+/// otherwise as it is.
+fn with_servers(mut document: OpenApi, public_url: Option<&PublicUrl>) -> OpenApi {
+    if let Some(public_url) = public_url {
+        document.servers = Some(vec![Server::new(public_url.base())]);
+    }
+    document
 }
 
 /// The OpenAPI document of the HTTP face, as `GET /openapi.json` serves it.

@@ -14,5 +14,6 @@ mod load;
 mod observability;
 mod odata;
 mod oidc;
+mod proxy;
 mod roles;
 mod tls;

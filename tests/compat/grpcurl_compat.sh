@@ -15,7 +15,12 @@
 #     page_token, with a filter on top), the target/objectId alias, and
 #     INVALID_ARGUMENT for CURRENT_USER_FILTER_CREATED_BY,
 #   - GetAssignment with select (only the selected fields and id),
-#   - that SIGTERM drains the server and it exits 0.
+#   - that SIGTERM drains the server and it exits 0,
+#   - then, on a second server started with --tls-cert/--tls-key (a throwaway CA and a
+#     certificate for 127.0.0.1/localhost made with openssl): `grpcurl -cacert ca.pem`
+#     list, Health/Check, CreateAssignment and GetAssignment with a token (and
+#     Unauthenticated without one), and that -plaintext against the TLS port and
+#     grpcurl without -cacert (an untrusted certificate) both fail.
 #
 # Run it from anywhere:
 #   tests/compat/grpcurl_compat.sh
@@ -454,7 +459,96 @@ check "SIGTERM: the server logs that it stopped" grep -q ' stopped$' "$LOG"
 
 if ((FAILED > 0)); then
     echo
-    echo "--- server log"
+    echo "--- server log (plaintext server)"
+    cat "$LOG"
+fi
+
+# --- 6. TLS: a second server with --tls-cert/--tls-key, grpcurl -cacert -------------------
+echo
+echo "--- TLS (a second server, --tls-cert/--tls-key; grpcurl -cacert)"
+RC="" OUT="" ERR=""
+FAILED_BEFORE_TLS=$FAILED
+if [[ -n "$SERVER_PID" ]]; then  # the first one did not stop on SIGTERM (a FAIL above)
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+fi
+rm -rf "$WORK"  # start_server makes a new WORK (and LOG, DATA) for the second server
+
+# common.sh's cleanup (stop the server, remove WORK) also removes the certificates.
+TLS_DIR="$(mktemp -d "${TMPDIR:-/tmp}/entitlement-gateway-grpcurl-tls.XXXXXX")"
+eval "common_$(declare -f cleanup)"
+cleanup() {
+    local status=$?
+    set +e
+    rm -rf "$TLS_DIR"
+    (exit "$status")
+    common_cleanup  # exits with $status
+}
+trap cleanup EXIT
+
+# A throwaway CA, and a server certificate for 127.0.0.1 and localhost signed by it.
+say "making a test CA and a server certificate in $TLS_DIR"
+(
+    cd "$TLS_DIR"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=entitlement-gateway grpcurl test CA" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -keyout ca.key -out ca.pem
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+        -keyout server.key -out server.csr
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile server.ext -out server.pem
+    openssl verify -CAfile ca.pem server.pem
+) >"$TLS_DIR/openssl.log" 2>&1 || { cat "$TLS_DIR/openssl.log" >&2; die "openssl could not make the certificates"; }
+
+ENTITLEMENT_GATEWAY_TLS_CERT="$TLS_DIR/server.pem" ENTITLEMENT_GATEWAY_TLS_KEY="$TLS_DIR/server.key" \
+    start_server compat-tls
+ADDR="$GRPC_ADDR"
+say "gRPC over TLS at $ADDR"
+TOKEN="$("$BIN" token --data-dir "$DATA")"
+
+# tls ARGS...: grpcurl over TLS, trusting the test CA.
+tls() { run_grpcurl -cacert "$TLS_DIR/ca.pem" "$@"; }
+
+tls "$ADDR" list
+check "TLS: -cacert list succeeds" ok
+check "TLS: -cacert list shows $SERVICE and grpc.health.v1.Health" \
+    has "$OUT" "$SERVICE" "grpc.health.v1.Health"
+
+tls -d '{}' "$ADDR" grpc.health.v1.Health/Check
+check "TLS: -cacert Health/Check {} is SERVING" json_equal '{"status": "SERVING"}' "$OUT"
+
+tls -H "authorization: Bearer $TOKEN" -d "{\"assignment\": $EXAMPLE}" "$ADDR" "$SERVICE/CreateAssignment"
+check "TLS: -cacert CreateAssignment with a token succeeds" ok
+TLS_CREATED="$OUT"
+TLS_ID="$(json_id "$TLS_CREATED")"
+check "TLS: the generated id is a lower-case GUID ($TLS_ID)" is_lower_guid "$TLS_ID"
+check "TLS: CreateAssignment echoes every field exactly" \
+    json_equal "$(json_edit "$EXAMPLE" 'a["id"] = args[0]' "$TLS_ID")" "$TLS_CREATED"
+
+tls -H "authorization: Bearer $TOKEN" -d "{\"id\": \"$TLS_ID\"}" "$ADDR" "$SERVICE/GetAssignment"
+check "TLS: -cacert GetAssignment with a token returns the same JSON" json_equal "$TLS_CREATED" "$OUT"
+
+tls -d "{\"id\": \"$TLS_ID\"}" "$ADDR" "$SERVICE/GetAssignment"
+check "TLS: -cacert GetAssignment without a token is Unauthenticated" status_is Unauthenticated
+
+# refused: the last grpcurl call failed and listed nothing.
+refused() { [[ $RC -ne 0 && "$OUT" != *"$SERVICE"* ]]; }
+
+run_grpcurl -plaintext "$ADDR" list
+check "TLS: -plaintext list against the TLS port fails" refused
+
+run_grpcurl "$ADDR" list
+check "TLS: list without -cacert (the certificate is untrusted) fails" refused
+check "TLS: grpcurl without -cacert says: certificate signed by unknown authority" \
+    has "$ERR" "certificate signed by unknown authority"
+
+if ((FAILED > FAILED_BEFORE_TLS)); then
+    echo
+    echo "--- server log (TLS server)"
     cat "$LOG"
 fi
 echo
