@@ -89,21 +89,7 @@ say "using $CLIENT_PACKAGE@$PINNED on Node $(node --version)"
 
 # --- 2. a throwaway CA, and a certificate for 127.0.0.1 and localhost ---------------
 TLS_DIR="$(mktemp -d "${TMPDIR:-/tmp}/entitlement-gateway-graph-js-tls.XXXXXX")"
-say "making a test CA and a server certificate in $TLS_DIR"
-(
-    cd "$TLS_DIR"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-        -subj "/CN=entitlement-gateway graph-js test CA" \
-        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-        -keyout ca.key -out ca.pem
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
-        -keyout server.key -out server.csr
-    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
-        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >server.ext
-    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-        -extfile server.ext -out server.pem
-    openssl verify -CAfile ca.pem server.pem
-) >"$TLS_DIR/openssl.log" 2>&1 || { cat "$TLS_DIR/openssl.log" >&2; die "openssl could not make the certificates"; }
+make_test_certificates "$TLS_DIR"
 
 # --- 3. the binary, and the server (TLS) on ports it picks ------------------------------
 find_binary

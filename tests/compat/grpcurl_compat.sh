@@ -488,21 +488,7 @@ cleanup() {
 trap cleanup EXIT
 
 # A throwaway CA, and a server certificate for 127.0.0.1 and localhost signed by it.
-say "making a test CA and a server certificate in $TLS_DIR"
-(
-    cd "$TLS_DIR"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-        -subj "/CN=entitlement-gateway grpcurl test CA" \
-        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-        -keyout ca.key -out ca.pem
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
-        -keyout server.key -out server.csr
-    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
-        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >server.ext
-    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-        -extfile server.ext -out server.pem
-    openssl verify -CAfile ca.pem server.pem
-) >"$TLS_DIR/openssl.log" 2>&1 || { cat "$TLS_DIR/openssl.log" >&2; die "openssl could not make the certificates"; }
+make_test_certificates "$TLS_DIR"
 
 ENTITLEMENT_GATEWAY_TLS_CERT="$TLS_DIR/server.pem" ENTITLEMENT_GATEWAY_TLS_KEY="$TLS_DIR/server.key" \
     start_server compat-tls
