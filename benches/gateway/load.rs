@@ -14,7 +14,10 @@ use entitlement_gateway::proto::v1::{
     entitlement_management_client::EntitlementManagementClient,
 };
 use prost_types::Timestamp;
-use tonic::{metadata::MetadataValue, transport::Channel};
+use tonic::{
+    metadata::MetadataValue,
+    transport::{Certificate, Channel, ClientTlsConfig},
+};
 
 use crate::{Settings, servers::stdout_of};
 
@@ -41,7 +44,7 @@ fn cpu_ticks(pid: &str) -> u64 {
 }
 
 /// Peak resident set size of a process, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
+pub fn peak_rss_kib(pid: u32) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
@@ -56,19 +59,58 @@ pub fn clock_ticks_per_sec() -> u64 {
         .unwrap_or(100)
 }
 
+/// How an HTTP client talks to the server: HTTP/1.1 or HTTP/2, and over TLS when
+/// the URL is https:// (trusting only `ca`, when given). The default is
+/// keep-alive HTTP/1.1.
+#[derive(Clone, Default)]
+pub struct Http {
+    /// HTTP/2: by prior knowledge (h2c) over plaintext, by ALPN (`h2` only) over TLS.
+    pub h2: bool,
+    /// The CA the client trusts instead of the built-in roots.
+    pub ca: Option<reqwest::Certificate>,
+}
+
+impl Http {
+    pub fn h2(h2: bool) -> Self {
+        Self { h2, ca: None }
+    }
+
+    /// A client of its own (so one connection per load client).
+    pub fn client(&self) -> reqwest::Client {
+        let builder = reqwest::Client::builder();
+        let builder = if self.h2 {
+            builder.http2_prior_knowledge()
+        } else {
+            builder.http1_only()
+        };
+        let builder = match &self.ca {
+            Some(ca) => builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(ca.clone()),
+            None => builder,
+        };
+        builder
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(1)
+            .build()
+            .expect("HTTP client")
+    }
+}
+
 /// What one load-generating client does, again and again.
 pub enum Target {
-    /// POST the seed body; expects 201. Over HTTP/2 (prior knowledge) when `h2`.
+    /// POST the seed body; expects 201.
     HttpCreate {
         url: String,
         token: String,
-        h2: bool,
+        http: Http,
     },
     /// GET one of these ids; expects 200.
     HttpGet {
         base: String,
         ids: Vec<String>,
         token: String,
+        http: Http,
     },
     /// GET this list URL; expects 200.
     HttpList { url: String, token: String },
@@ -115,32 +157,24 @@ pub fn bearer(token: &str) -> MetadataValue<tonic::metadata::Ascii> {
     format!("Bearer {token}").parse().expect("ascii token")
 }
 
-pub async fn grpc_channels(url: &str, n: usize) -> Vec<Channel> {
+/// `n` gRPC channels to `url`; over TLS (an https:// URL) trusting only `ca_pem`.
+pub async fn grpc_channels(url: &str, n: usize, ca_pem: Option<&str>) -> Vec<Channel> {
     let mut channels = Vec::with_capacity(n);
     for _ in 0..n {
-        channels.push(
-            Channel::from_shared(url.to_owned())
-                .expect("gRPC URL")
-                .connect()
-                .await
-                .expect("gRPC connect"),
-        );
+        let endpoint = Channel::from_shared(url.to_owned()).expect("gRPC URL");
+        let endpoint = match ca_pem {
+            Some(ca) => endpoint
+                .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+                .expect("gRPC TLS"),
+            None => endpoint,
+        };
+        channels.push(endpoint.connect().await.expect("gRPC connect"));
     }
     channels
 }
 
 pub fn http_client(h2: bool) -> reqwest::Client {
-    let builder = reqwest::Client::builder();
-    let builder = if h2 {
-        builder.http2_prior_knowledge()
-    } else {
-        builder.http1_only()
-    };
-    builder
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(1)
-        .build()
-        .expect("HTTP client")
+    Http::h2(h2).client()
 }
 
 /// The samples of one client: latencies (ns) of the requests completed inside the
@@ -157,7 +191,10 @@ async fn client(
     measure_from: Instant,
     until: Instant,
 ) -> Samples {
-    let http = http_client(matches!(&*target, Target::HttpCreate { h2: true, .. }));
+    let http = match &*target {
+        Target::HttpCreate { http, .. } | Target::HttpGet { http, .. } => http.client(),
+        _ => Http::default().client(),
+    };
     let mut grpc = match &*target {
         Target::GrpcCreate { channels, .. } => Some(EntitlementManagementClient::new(
             channels[index % channels.len()].clone(),
@@ -179,7 +216,9 @@ async fn client(
                     .await;
                 http_ok(response, 201).await
             }
-            Target::HttpGet { base, ids, token } => {
+            Target::HttpGet {
+                base, ids, token, ..
+            } => {
                 turn = turn.wrapping_add(7919);
                 let url = format!("{base}/{}", ids[turn % ids.len()]);
                 http_ok(http.get(url).bearer_auth(token).send().await, 200).await

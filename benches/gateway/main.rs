@@ -15,6 +15,15 @@
 //! server process(es) and of this load generator (utime+stime from /proc), and the
 //! server's peak RSS (VmHWM). The table goes to stdout and to `BENCHMARKS.md`.
 //!
+//! Then HTTPS ("HTTPS", a section of its own): the binary with `--tls-cert` and
+//! `--tls-key` (a throwaway CA and a server certificate for 127.0.0.1, made with
+//! rcgen into the temp dir; the load clients trust that CA only) beside a plaintext
+//! one, both all-in-one with [`scenarios::SEED_ROWS`] seeded assignments: the HTTP
+//! create and GET by id at [`scenarios::TARGET_CONNS`] connections over keep-alive
+//! HTTP/1.1 and over HTTP/2 (h2c on plaintext, `h2` by ALPN over TLS), in rounds
+//! that alternate plaintext and HTTPS; the TLS share of the server's CPU per request
+//! is taken round by round (median and range).
+//!
 //! Then how cost grows with data ("Scaling with stored rows", a second table): for
 //! 10 thousand and for `BENCH_SCALE_ROWS` (default 1 million) stored assignments, a
 //! fresh all-in-one server whose SQLite database holds that many rows (the two run
@@ -37,16 +46,20 @@
 //! Settings (environment): `BENCH_WARMUP_SECS` (default 1), `BENCH_SECS` (default 3),
 //! `BENCH_CONCURRENCY` (comma-separated levels, default `1,16,64,256`),
 //! `BENCH_SCALE_ROWS` (the big size of the scaling section, default 1000000; 0 skips
-//! the section). The scaling section warms up for at most 0.5 s and measures for at
-//! most 2 s per operation and level (less when the two settings above are lower).
+//! the section), `BENCH_PAIRED_ROUNDS` (rounds of the alternating target measurement,
+//! default 9; 0 skips it), `BENCH_HTTPS_ROUNDS` (rounds of the HTTPS section, default
+//! 5; 0 skips the section). The scaling section warms up for at most 0.5 s and
+//! measures for at most 2 s per operation and level (less when the first two settings
+//! are lower).
 //! There are no assertions on timings.
 //!
 //! This file is the entry: it reads the settings, runs the sections and writes the
 //! report. The modules: [`servers`] (the processes under test and the ceiling),
 //! [`load`] (load generation and measurement), [`scenarios`] (the main table's
-//! scenarios and the alternating rounds), [`scaling`] (the scaling section) and
-//! [`report`] (statistics and `BENCHMARKS.md`).
+//! scenarios and the alternating rounds), [`https`] (the HTTPS section), [`scaling`]
+//! (the scaling section) and [`report`] (statistics and `BENCHMARKS.md`).
 
+mod https;
 mod load;
 mod report;
 mod scaling;
@@ -87,6 +100,8 @@ pub struct Settings {
     pub scale_rows: usize,
     /// Rounds of the alternating target measurement (0: none).
     pub paired_rounds: usize,
+    /// Rounds of the HTTPS section (0: no HTTPS section).
+    pub https_rounds: usize,
 }
 
 impl Settings {
@@ -121,6 +136,14 @@ impl Settings {
                     .parse()
                     .expect("BENCH_PAIRED_ROUNDS: a number of rounds")
             }),
+            https_rounds: std::env::var("BENCH_HTTPS_ROUNDS").map_or(
+                https::HTTPS_ROUNDS_DEFAULT,
+                |v| {
+                    v.trim()
+                        .parse()
+                        .expect("BENCH_HTTPS_ROUNDS: a number of rounds")
+                },
+            ),
         }
     }
 }
@@ -143,6 +166,13 @@ async fn run(settings: Settings) {
         None
     };
 
+    // Plaintext against HTTPS, from alternating rounds.
+    let https = if bench.settings.https_rounds > 0 {
+        Some(https::https(&bench, tmp.path()).await)
+    } else {
+        None
+    };
+
     // How cost grows with stored rows.
     let scaling = if bench.settings.scale_rows > 0 {
         let mut sizes = vec![scaling::SCALE_SMALL_ROWS, bench.settings.scale_rows];
@@ -152,7 +182,7 @@ async fn run(settings: Settings) {
         None
     };
 
-    let report = report::report(&bench, paired.as_ref(), scaling.as_ref());
+    let report = report::report(&bench, paired.as_ref(), https.as_ref(), scaling.as_ref());
     println!("{report}");
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
     fs::write(&path, &report).expect("write BENCHMARKS.md");

@@ -4,6 +4,7 @@
 use std::{fmt::Write as _, fs, process::Command};
 
 use crate::{
+    https::Https,
     load::{Bench, GRPC_CHANNELS, Row},
     scaling::{
         SCALE_DEEP_PAGE, SCALE_LEVELS, SCALE_OPERATIONS, SCALE_PACKAGE, SCALE_PACKAGES, SCALE_PAGE,
@@ -44,7 +45,12 @@ fn date() -> String {
     stdout_of(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])).unwrap_or_default()
 }
 
-pub fn report(bench: &Bench, paired: Option<&Paired>, scaling: Option<&Scaling>) -> String {
+pub fn report(
+    bench: &Bench,
+    paired: Option<&Paired>,
+    https: Option<&Https>,
+    scaling: Option<&Scaling>,
+) -> String {
     let s = &bench.settings;
     let levels: Vec<String> = s.levels.iter().map(ToString::to_string).collect();
     let mut out = String::new();
@@ -168,10 +174,94 @@ pub fn report(bench: &Bench, paired: Option<&Paired>, scaling: Option<&Scaling>)
             times(4),
         );
     }
+    if let Some(https) = https {
+        https_report(&mut out, bench, https);
+    }
     if let Some(scaling) = scaling {
         scaling_report(&mut out, scaling);
     }
     out
+}
+
+/// The "HTTPS" section of the report.
+fn https_report(out: &mut String, bench: &Bench, https: &Https) {
+    let s = &bench.settings;
+    let _ = writeln!(out, "\n## HTTPS\n");
+    let _ = writeln!(
+        out,
+        "Two all-in-one servers (durable SQLite, {SEED_ROWS} seeded assignments each for the \
+         gets) running side by side: one plaintext, one started with `--tls-cert` and \
+         `--tls-key`, which serves its HTTP port over TLS (ALPN `h2` and `http/1.1`). Its \
+         certificate is a throwaway ECDSA P-256 one for 127.0.0.1, signed by a CA made for the \
+         run with rcgen; the load clients trust that CA only. The TLS crypto provider is rustls \
+         with ring, in the server and in the load clients (reqwest); a handshake with the HTTPS \
+         port negotiated {}. {} rounds (`BENCH_HTTPS_ROUNDS`), each running the create (POST of \
+         the seed body) and then the GET by id at {TARGET_CONNS} connections, one per client, \
+         over keep-alive HTTP/1.1 and over HTTP/2 (h2c by prior knowledge on plaintext, `h2` by \
+         ALPN over TLS), on the plaintext server and on the HTTPS one in turn, the order of each \
+         pair flipping each round ({} s warm-up and {} s measured each). The clients connect at \
+         the start of the warm-up, so the measured windows hold no handshakes: what TLS costs \
+         here is record encryption and decryption. The table shows each scenario's round with \
+         the median req/s; server CPU is the server process's, per request.\n",
+        https.handshake,
+        https.rounds,
+        s.warmup.as_secs_f64(),
+        s.measure.as_secs_f64(),
+    );
+    let _ = writeln!(
+        out,
+        "| scenario | conns | req/s | p50 µs | p99 µs | p99.9 µs | errors | server CPU µs/req | loadgen CPU µs/req |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &https.rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.0} |",
+            r.scenario,
+            r.concurrency,
+            r.requests_per_sec,
+            r.p50_us,
+            r.p99_us,
+            r.p999_us,
+            r.errors,
+            r.server_cpu,
+            r.loadgen_cpu_us
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nTLS share of the server's CPU per request, (over HTTPS − over plaintext) / over HTTPS, \
+         with the ratio HTTPS / plaintext of the CPU per request and of req/s; each the median \
+         of the rounds' values (lowest–highest), the CPU per request the median of each side's \
+         rounds:\n"
+    );
+    for share in &https.shares {
+        let (median, low, high) = share.share;
+        let (cpu, cpu_low, cpu_high) = share.cpu_ratio;
+        let (rate, rate_low, rate_high) = share.throughput_ratio;
+        let _ = writeln!(
+            out,
+            "- {} {}: {:.0} µs/req over plaintext, {:.0} over HTTPS; TLS share **{:.1}%** \
+             ({:.1}–{:.1}%); CPU per request HTTPS / plaintext **{cpu:.2}x** \
+             ({cpu_low:.2}–{cpu_high:.2}x); req/s HTTPS / plaintext {:.1}% ({:.1}–{:.1}%).",
+            share.protocol,
+            share.operation,
+            share.plaintext_cpu_us,
+            share.tls_cpu_us,
+            100.0 * median,
+            100.0 * low,
+            100.0 * high,
+            100.0 * rate,
+            100.0 * rate_low,
+            100.0 * rate_high,
+        );
+    }
+    let (plain_rss, tls_rss) = https.peak_rss_mib;
+    let _ = writeln!(
+        out,
+        "\nServer peak RSS (VmHWM) at the end of the section: plaintext {plain_rss:.1} MiB, \
+         HTTPS {tls_rss:.1} MiB."
+    );
 }
 
 /// `value` of scenario `a` against `value` of scenario `b`, both at `c` connections,

@@ -11,7 +11,7 @@ use std::{
 
 use crate::{
     Settings,
-    load::{Bench, Row, Target, find_row, http_client},
+    load::{Bench, Http, Row, Target, find_row, http_client},
     report::spread,
     servers::{Server, all_in_one, data_dir, mint_token},
 };
@@ -120,6 +120,7 @@ async fn scale_server(tmp: &Path, rows: usize) -> ScaleServer {
             base: base.clone(),
             ids: ids.iter().step_by(step).map(ToString::to_string).collect(),
             token: token.clone(),
+            http: Http::default(),
         },
         Target::HttpList {
             url: first_page,
@@ -132,7 +133,7 @@ async fn scale_server(tmp: &Path, rows: usize) -> ScaleServer {
         Target::HttpCreate {
             url: base,
             token,
-            h2: false,
+            http: Http::default(),
         },
     ];
     ScaleServer {
@@ -168,6 +169,7 @@ pub async fn scaling(
             levels: SCALE_LEVELS.to_vec(),
             scale_rows: settings.scale_rows,
             paired_rounds: 0,
+            https_rounds: 0,
         },
         ticks_per_sec,
         rows: Vec::new(),

@@ -8,7 +8,7 @@ use entitlement_gateway::proto::v1::entitlement_management_client::EntitlementMa
 use tonic::metadata::MetadataValue;
 
 use crate::{
-    load::{Bench, GRPC_CHANNELS, Target, bearer, documented, grpc_channels, grpc_create},
+    load::{Bench, GRPC_CHANNELS, Http, Target, bearer, documented, grpc_channels, grpc_create},
     report::spread,
     servers::{
         Server, all_in_one, data_dir, grpc_create_target, mint_token, start_all_in_one,
@@ -84,12 +84,13 @@ pub async fn table(bench: &mut Bench, tmp: &Path) {
         let data = data_dir(tmp, "read");
         let server = Server::product(tmp, "read", &all_in_one(&data));
         let token = mint_token(&data);
-        let ids = seed(&server.grpc_url(), &bearer(&token)).await;
+        let ids = seed(&server.grpc_url(), None, &bearer(&token)).await;
         let base = server.collection_url();
         let target = Target::HttpGet {
             base: base.clone(),
             ids,
             token: token.clone(),
+            http: Http::default(),
         };
         bench
             .scenario(HTTP_GET, target, &[("all", server.pid())])
@@ -104,10 +105,15 @@ pub async fn table(bench: &mut Bench, tmp: &Path) {
     }
 }
 
-/// Creates [`SEED_ROWS`] assignments over gRPC, spread over [`SEED_PACKAGES`]
-/// access packages (`pkg-0`...); returns their ids.
-async fn seed(url: &str, token: &MetadataValue<tonic::metadata::Ascii>) -> Vec<String> {
-    let channels = grpc_channels(url, GRPC_CHANNELS).await;
+/// Creates [`SEED_ROWS`] assignments over gRPC (over TLS trusting only `ca_pem`
+/// when `url` is https://), spread over [`SEED_PACKAGES`] access packages
+/// (`pkg-0`...); returns their ids.
+pub async fn seed(
+    url: &str,
+    ca_pem: Option<&str>,
+    token: &MetadataValue<tonic::metadata::Ascii>,
+) -> Vec<String> {
+    let channels = grpc_channels(url, GRPC_CHANNELS, ca_pem).await;
     let workers = 64;
     let tasks: Vec<_> = (0..workers)
         .map(|w| {

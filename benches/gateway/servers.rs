@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::load::{GRPC_CHANNELS, Target, bearer, grpc_channels};
+use crate::load::{GRPC_CHANNELS, Http, Target, bearer, grpc_channels};
 
 pub const COLLECTION: &str =
     "/beta/identityGovernance/entitlementManagement/accessPackageAssignments";
@@ -88,6 +88,8 @@ pub struct Server {
     child: Child,
     http: Option<String>,
     grpc: Option<String>,
+    /// Whether its ports serve TLS (`--tls-cert`): its URLs are then https://.
+    tls: bool,
 }
 
 impl Server {
@@ -105,6 +107,7 @@ impl Server {
                 .expect("start the server"),
             http: None,
             grpc: None,
+            tls: false,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -135,7 +138,9 @@ impl Server {
             .env("ENTITLEMENT_GATEWAY_ADMIN_ADDR", "127.0.0.1:0")
             .arg("serve")
             .args(args);
-        Self::start(command, &dir.join(format!("{name}.log")))
+        let mut server = Self::start(command, &dir.join(format!("{name}.log")));
+        server.tls = args.contains(&"--tls-cert");
+        server
     }
 
     pub fn pid(&self) -> u32 {
@@ -153,12 +158,18 @@ impl Server {
         assert!(exit.success(), "the server did not stop cleanly: {exit}");
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.http.as_deref().expect("an HTTP address"))
+        let addr = self.http.as_deref().expect("an HTTP address");
+        format!("{}://{addr}", self.scheme())
     }
 
     pub fn grpc_url(&self) -> String {
-        format!("http://{}", self.grpc.as_deref().expect("a gRPC address"))
+        let addr = self.grpc.as_deref().expect("a gRPC address");
+        format!("{}://{addr}", self.scheme())
     }
 
     /// The URL of the assignments collection on the server's HTTP listener.
@@ -222,7 +233,7 @@ pub fn start_ceiling(tmp: &Path) -> (Server, Target) {
     let target = Target::HttpCreate {
         url: server.collection_url(),
         token: "unused".into(),
-        h2: false,
+        http: Http::default(),
     };
     (server, target)
 }
@@ -235,7 +246,7 @@ pub fn start_all_in_one(tmp: &Path, name: &str, h2: bool) -> (Server, Target) {
     let target = Target::HttpCreate {
         url: server.collection_url(),
         token: mint_token(&data),
-        h2,
+        http: Http::h2(h2),
     };
     (server, target)
 }
@@ -243,7 +254,7 @@ pub fn start_all_in_one(tmp: &Path, name: &str, h2: bool) -> (Server, Target) {
 /// Direct gRPC creates to `server`'s gRPC port, with `token`.
 pub async fn grpc_create_target(server: &Server, token: &str) -> Target {
     Target::GrpcCreate {
-        channels: grpc_channels(&server.grpc_url(), GRPC_CHANNELS).await,
+        channels: grpc_channels(&server.grpc_url(), GRPC_CHANNELS, None).await,
         token: bearer(token),
     }
 }
@@ -271,7 +282,7 @@ pub fn start_split(tmp: &Path, name: &str) -> (Server, Server, Target) {
     let target = Target::HttpCreate {
         url: gateway.collection_url(),
         token: mint_token(&data),
-        h2: false,
+        http: Http::default(),
     };
     (gateway, service, target)
 }
