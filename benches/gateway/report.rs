@@ -74,27 +74,7 @@ pub fn report(
          process per scenario). Reads run over {SEED_ROWS} seeded assignments ({} per package).\n",
         SEED_ROWS / SEED_PACKAGES
     );
-    let _ = writeln!(
-        out,
-        "| scenario | conns | req/s | p50 µs | p99 µs | p99.9 µs | errors | server CPU µs/req | loadgen CPU µs/req | server peak RSS MiB |"
-    );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for r in &bench.rows {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.0} | {} |",
-            r.scenario,
-            r.concurrency,
-            r.requests_per_sec,
-            r.p50_us,
-            r.p99_us,
-            r.p999_us,
-            r.errors,
-            r.server_cpu,
-            r.loadgen_cpu_us,
-            r.peak_rss
-        );
-    }
+    rows_table(&mut out, &bench.rows, true);
     let _ = writeln!(out);
     let ratio = |a, b, c| {
         compare(
@@ -208,26 +188,7 @@ fn https_report(out: &mut String, bench: &Bench, https: &Https) {
         s.warmup.as_secs_f64(),
         s.measure.as_secs_f64(),
     );
-    let _ = writeln!(
-        out,
-        "| scenario | conns | req/s | p50 µs | p99 µs | p99.9 µs | errors | server CPU µs/req | loadgen CPU µs/req |"
-    );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for r in &https.rows {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.0} |",
-            r.scenario,
-            r.concurrency,
-            r.requests_per_sec,
-            r.p50_us,
-            r.p99_us,
-            r.p999_us,
-            r.errors,
-            r.server_cpu,
-            r.loadgen_cpu_us
-        );
-    }
+    rows_table(out, &https.rows, false);
     let _ = writeln!(
         out,
         "\nTLS share of the server's CPU per request, (over HTTPS − over plaintext) / over HTTPS, \
@@ -266,6 +227,40 @@ fn https_report(out: &mut String, bench: &Bench, https: &Https) {
 
 /// `value` of scenario `a` against `value` of scenario `b`, both at `c` connections,
 /// as `show` writes the two; n/a when a row is missing or `b`'s value is not positive.
+/// The table of measured rows, with the server's peak RSS column when `rss`.
+fn rows_table(out: &mut String, rows: &[Row], rss: bool) {
+    let rss_head = if rss { " server peak RSS MiB |" } else { "" };
+    let rss_rule = if rss { "---:|" } else { "" };
+    let _ = writeln!(
+        out,
+        "| scenario | conns | req/s | p50 µs | p99 µs | p99.9 µs | errors | server CPU µs/req | loadgen CPU µs/req |{rss_head}"
+    );
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|{rss_rule}"
+    );
+    for r in rows {
+        let rss_cell = if rss {
+            format!(" {} |", r.peak_rss)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.0} |{rss_cell}",
+            r.scenario,
+            r.concurrency,
+            r.requests_per_sec,
+            r.p50_us,
+            r.p99_us,
+            r.p999_us,
+            r.errors,
+            r.server_cpu,
+            r.loadgen_cpu_us,
+        );
+    }
+}
+
 fn compare(
     bench: &Bench,
     a: &str,

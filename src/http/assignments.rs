@@ -89,12 +89,10 @@ pub async fn create(
     let collection_path = uri.path().trim_end_matches("/$ref");
     let location = format!(
         "{}{collection_path}/{}",
-        state
-            .links
-            .origin(&uri, &headers, context.connection.as_ref()),
+        origin(&state, &context, &uri, &headers),
         created.id.as_deref().unwrap_or_default()
     );
-    let mut response = entity_response(StatusCode::CREATED, &created, None)?;
+    let mut response = entity_response(StatusCode::CREATED, &created, None, Selection::ALL)?;
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
@@ -149,15 +147,16 @@ pub async fn get(
 
     let context_url = format!(
         "{}{}/$metadata#accessPackageAssignments{}/$entity",
-        state
-            .links
-            .origin(&uri, &headers, context.connection.as_ref()),
+        origin(&state, &context, &uri, &headers),
         prefix_of(&uri),
         options.select_suffix(),
     );
-    let body = graph_json::write_selected(&found, Some(&context_url), options.selection())
-        .map_err(unwritable)?;
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, GRAPH_JSON)], body).into_response())
+    entity_response(
+        StatusCode::OK,
+        &found,
+        Some(&context_url),
+        options.selection(),
+    )
 }
 
 /// `GET {prefix}/identityGovernance/entitlementManagement/accessPackageAssignments/filterByCurrentUser(on='target')`
@@ -309,9 +308,7 @@ async fn list_assignments(
         })
         .await?;
 
-    let origin = state
-        .links
-        .origin(uri, headers, context.connection.as_ref());
+    let origin = origin(state, context, uri, headers);
     let odata_context = format!(
         "{origin}{}/$metadata#accessPackageAssignments{}",
         prefix_of(uri),
@@ -369,14 +366,23 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// One assignment as Graph JSON, with the selected properties.
 fn entity_response(
     status: StatusCode,
     assignment: &AccessPackageAssignment,
     odata_context: Option<&str>,
+    selection: Selection,
 ) -> Result<Response, ApiError> {
-    let body = graph_json::write_selected(assignment, odata_context, Selection::ALL)
-        .map_err(unwritable)?;
+    let body =
+        graph_json::write_selected(assignment, odata_context, selection).map_err(unwritable)?;
     Ok((status, [(header::CONTENT_TYPE, GRAPH_JSON)], body).into_response())
+}
+
+/// Where this request's absolute URLs start (see [`super::links`]).
+fn origin(state: &AppState, context: &RequestContext, uri: &Uri, headers: &HeaderMap) -> String {
+    state
+        .links
+        .origin(uri, headers, context.connection.as_ref())
 }
 
 /// The 500 for an answer of the upstream that Graph JSON cannot express.
